@@ -1,0 +1,55 @@
+"""Train MAMBA from the command line.
+
+    python -m experiments.train --config=experiments/configs/point_robot.py \
+        --config.seed=3 --workdir=runs/pr [--resume] [--wandb_mode=online]
+
+Any config field can be overridden with ``--config.<field>=<value>``; an unknown field or a bad
+value fails before anything is compiled, with a message naming the field.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/point_robot.py",
+                                          "Run config file (ml_collections).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run folder (default runs/<env>_seed<seed>).")
+_RESUME = flags.DEFINE_boolean("resume", False, "Continue the run in --workdir from its last checkpoint.")
+_WANDB = flags.DEFINE_enum("wandb_mode", None, ["offline", "online", "disabled"],
+                           "Overrides config.wandb_mode (online needs WANDB_API_KEY).")
+_MAX_ROUNDS = flags.DEFINE_integer("max_rounds", None, "Stop after this many rounds (time-boxing).")
+_NO_PROGRESS = flags.DEFINE_boolean("no_progress", False, "Hide the progress bar.")
+_DISTRIBUTED = flags.DEFINE_boolean(
+    "distributed", False, "Call jax.distributed.initialize() (multi-host; reads the cluster env).")
+
+
+def main(argv):
+    del argv
+    if _DISTRIBUTED.value:
+        import jax
+
+        jax.distributed.initialize()
+    from mamba_jax import checkpointing, run, trainer
+
+    config = _CONFIG.value
+    if _WANDB.value:
+        config.wandb_mode = _WANDB.value
+    workdir = _WORKDIR.value or os.path.join("runs", f"{config.env_name}_seed{config.seed}")
+    try:
+        summary, _ = run.train(config, workdir, resume=_RESUME.value,
+                               progress=not _NO_PROGRESS.value, max_rounds=_MAX_ROUNDS.value)
+    except (trainer.ConfigError, FileExistsError, checkpointing.CheckpointError,
+            run.TrainingAborted, MemoryError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    ev = summary.get("final_eval") or {}
+    print(f"done: {summary['frames']} frames, {summary['updates']} updates in "
+          f"{summary['wall_seconds']:.0f} s; eval return {ev.get('eval/return', float('nan')):.2f}; "
+          f"run folder {workdir}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,86 @@
+"""Orbax checkpoints of the whole run state (parameters, optimiser, replay, counters, RNG).
+
+Layout: ``<workdir>/checkpoints/<update>/{state,meta}`` written by ``ocp.CheckpointManager``.
+``meta`` is JSON: counters for humans plus a fingerprint of every config field that changes array
+shapes, so an incompatible resume fails with a message naming the fields instead of an opaque
+shape error. Failures never delete or overwrite existing checkpoints.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, Optional, Tuple
+
+import jax
+import orbax.checkpoint as ocp
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be used (incompatible config, corrupt files, wrong format)."""
+
+
+def make_manager(directory: str, keep: int) -> ocp.CheckpointManager:
+    directory = os.path.abspath(directory)
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                           enable_async_checkpointing=False)
+    return ocp.CheckpointManager(directory, options=options)
+
+
+def save(manager: ocp.CheckpointManager, step: int, state: Any, meta: Dict[str, Any]) -> None:
+    """Saves ``state`` (any pytree of arrays) and JSON ``meta`` under ``step`` (blocking)."""
+    meta = dict(meta, format_version=FORMAT_VERSION)
+    manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                               meta=ocp.args.JsonSave(meta)), force=True)
+    manager.wait_until_finished()
+
+
+def _diff_fingerprints(saved: Dict[str, Any], current: Dict[str, Any]) -> list[str]:
+    keys = sorted(set(saved) | set(current))
+    return [f"{k}: checkpoint={saved.get(k)!r} now={current.get(k)!r}"
+            for k in keys if saved.get(k) != current.get(k)]
+
+
+def restore(manager: ocp.CheckpointManager, abstract_state: Any,
+            fingerprint: Dict[str, Any], step: Optional[int] = None) -> Tuple[Any, Dict[str, Any]]:
+    """Restores the latest (or ``step``) checkpoint into the structure of ``abstract_state``.
+
+    Raises:
+        CheckpointError: no checkpoint, format/config mismatch, or unreadable files. The message
+            says which and where; nothing on disk is modified.
+    """
+    step = manager.latest_step() if step is None else step
+    where = os.path.join(str(manager.directory), str(step))
+    if step is None:
+        raise CheckpointError(f"no checkpoint found in {manager.directory}")
+    try:
+        meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    except Exception as e:  # orbax raises many types for damaged files
+        raise CheckpointError(f"checkpoint {where} is unreadable or corrupt (meta): {e}") from e
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {where} has format_version {meta.get('format_version')}, "
+            f"this code reads {FORMAT_VERSION}")
+    diffs = _diff_fingerprints(meta.get("fingerprint", {}), fingerprint)
+    if diffs:
+        raise CheckpointError(
+            f"checkpoint {where} was written with an incompatible config; differing fields: "
+            + "; ".join(diffs))
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
+    try:
+        restored = manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract)))["state"]
+    except Exception as e:
+        raise CheckpointError(f"checkpoint {where} is unreadable or corrupt (state): {e}") from e
+    return restored, meta
+
+
+def fingerprint_of(config) -> Dict[str, Any]:
+    """Config fields a checkpoint depends on (shapes and semantics), JSON-friendly."""
+    keys = ("env_name", "K", "H", "num_envs", "batch_size", "replay_capacity", "checkpoint_replay")
+    fp = {k: config.get(k) for k in keys}
+    fp["env_kwargs"] = json.loads(json.dumps(config.env_kwargs.to_dict(), default=str))
+    fp["agent"] = json.loads(json.dumps(config.agent.to_dict(), default=str))
+    fp["num_seeds"] = config.get("num_seeds", 1)
+    return fp

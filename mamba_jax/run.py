@@ -1,0 +1,214 @@
+"""The host-side training driver: progress bar, logging, evaluation, checkpoints, resume, signals.
+
+``train(config, workdir, resume)`` is what ``python -m experiments.train`` calls. The heavy work
+happens in the jitted phases of ``mamba_jax.trainer``; this loop only dispatches rounds and writes
+files between them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any, Dict, Optional
+
+import jax
+import numpy as np
+
+from mamba_jax import checkpointing
+from mamba_jax import logger as logger_lib
+from mamba_jax import trainer
+
+
+class TrainingAborted(RuntimeError):
+    """Training stopped because of repeated non-finite losses."""
+
+
+class _StopFlag:
+    """Turns SIGTERM/SIGINT into a request to checkpoint and stop after the current round."""
+
+    def __init__(self):
+        self.requested: Optional[str] = None
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not in the main thread (e.g. a notebook worker)
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C stops at once
+        self.requested = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _checkpoint_state(run: trainer.RunState, with_replay: bool):
+    return run if with_replay else run.replace(replay=None)
+
+
+def _render(setup, ev: Dict[str, np.ndarray], tasks, path: str, title: str) -> None:
+    env = setup.meta.env
+    try:
+        from envs import render
+    except ImportError:
+        return
+    if not hasattr(env, "positions"):
+        return
+    task0 = jax.tree.map(lambda x: np.asarray(x)[0], tasks)
+    render.render_meta_episode(env, np.asarray(ev["states"][0]), np.asarray(ev["sub_idx"][0]),
+                               task0, path, title=title)
+
+
+def train(config, workdir: str, resume: bool = False, progress: bool = True,
+          max_rounds: Optional[int] = None) -> Dict[str, Any]:
+    """Trains MAMBA as configured, writing everything to ``workdir``.
+
+    Args:
+        config: a run config (see ``experiments/configs``); validated before any compilation.
+        workdir: run folder. A folder that already holds checkpoints is only continued with
+            ``resume=True``; it is never overwritten.
+        resume: continue from the latest checkpoint in ``workdir``.
+        progress: show a tqdm progress bar.
+        max_rounds: stop after this many rounds in this call (for tests / time-boxed runs).
+    Returns:
+        (summary, run_state): summary dict (frames, updates, final eval returns, wall time,
+        workdir), also written to ``<workdir>/summary.json``; the final ``RunState``.
+    """
+    setup = trainer.make_setup(config)  # validates: fails before compiling anything
+    c = setup.config
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    os.makedirs(workdir, exist_ok=True)
+    manager = checkpointing.make_manager(ckpt_dir, c.keep_checkpoints)
+    has_ckpt = manager.latest_step() is not None
+    if has_ckpt and not resume:
+        raise FileExistsError(
+            f"{workdir} already holds a run (checkpoints in {ckpt_dir}); pass --resume to continue "
+            "it or choose another --workdir. Nothing was changed.")
+    fingerprint = checkpointing.fingerprint_of(config)
+    config_path = os.path.join(workdir, "config.json")
+    if not has_ckpt:
+        with open(config_path, "w") as f:
+            f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+
+    log = logger_lib.RunLogger(workdir, json.loads(config.to_json_best_effort()), c.wandb_mode,
+                               c.wandb_project, resume=resume)
+    if log.wandb_error:
+        print(log.wandb_error, file=sys.stderr)
+    phases = trainer.compile_phases(setup)
+    eval_tasks = trainer.eval_tasks(setup)
+    eval_key = jax.random.PRNGKey(c.eval_seed + 1)
+
+    run = trainer.init_run_state(setup, c.seed)
+    if has_ckpt:
+        abstract = _checkpoint_state(run, c.checkpoint_replay)
+        restored, meta = checkpointing.restore(manager, abstract, fingerprint)
+        run = restored if c.checkpoint_replay else restored.replace(replay=run.replay)
+        print(f"resumed from {ckpt_dir} at update {int(run.updates)} ({int(run.frames)} frames)")
+        if not c.checkpoint_replay:
+            run = phases.prefill(run)  # the buffer was not saved: refill it with random data
+    else:
+        run = phases.prefill(run)
+
+    total_rounds = trainer.num_rounds_for(setup)
+    eval_every = trainer.eval_every_rounds(setup)
+    ckpt_every = trainer.checkpoint_every_rounds(setup)
+    frames_target = c.prefill * setup.length + total_rounds * c.num_envs * setup.length
+
+    def save():
+        state = _checkpoint_state(run, c.checkpoint_replay)
+        meta = {"fingerprint": fingerprint, "frames": int(run.frames), "updates": int(run.updates),
+                "rounds": int(run.rounds), "time": time.time()}
+        checkpointing.save(manager, int(run.rounds), state, meta)
+
+    def do_eval():
+        t0 = time.time()
+        ev = trainer.to_host(phases.evaluate(run.train, eval_tasks, eval_key))
+        returns = ev["returns"]  # [E, K]
+        rec = {"frames": int(run.frames), "updates": int(run.updates),
+               "eval/return": float(returns.sum(-1).mean()),
+               "eval/return_std": float(returns.sum(-1).std()), "eval/seconds": time.time() - t0}
+        for k in range(c.K):
+            rec[f"eval/return_sub{k}"] = float(returns[:, k].mean())
+        log.log(rec)
+        traj_dir = os.path.join(workdir, "trajectories")
+        os.makedirs(traj_dir, exist_ok=True)
+        _render(setup, ev, eval_tasks, os.path.join(traj_dir, f"frames_{int(run.frames):09d}.png"),
+                f"{c.env_name} at {int(run.frames)} frames, return {rec['eval/return']:.1f}")
+        logger_lib.plot_learning_curve(log.path, os.path.join(workdir, "learning_curve.png"),
+                                       title=f"MAMBA on {c.env_name} (seed {c.seed})")
+        return rec
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=frames_target, initial=int(run.frames), unit="frame", dynamic_ncols=True,
+                   desc=c.env_name)
+    last_eval = None
+    if int(run.rounds) == 0 and eval_every:
+        last_eval = do_eval()
+    t_start, f_start = time.time(), int(run.frames)
+    rounds_here = 0
+    stopped_by = None
+    with _StopFlag() as stop:
+        while int(run.rounds) < total_rounds:
+            t0 = time.time()
+            run, metrics = phases.round(run)
+            metrics = trainer.to_host(metrics)
+            dt = time.time() - t0
+            rounds_here += 1
+            rec = {"frames": int(run.frames), "updates": int(run.updates),
+                   "rounds": int(run.rounds), "round_seconds": dt,
+                   "fps": c.num_envs * setup.length / dt,
+                   "nonfinite_total": int(run.nonfinite_total)}
+            rec.update({k: float(v) for k, v in metrics.items()})
+            log.log(rec)
+            if int(run.nonfinite_streak) >= c.max_nonfinite_streak:
+                raise TrainingAborted(
+                    f"{int(run.nonfinite_streak)} updates in a row had non-finite losses or "
+                    f"parameters (config.max_nonfinite_streak={c.max_nonfinite_streak}); "
+                    f"last good checkpoint is kept in {ckpt_dir}. Last metrics: "
+                    + ", ".join(f"{k}={v:.3g}" for k, v in metrics.items() if k.startswith("wm/")))
+            if eval_every and int(run.rounds) % eval_every == 0:
+                last_eval = do_eval()
+            if int(run.rounds) % ckpt_every == 0:
+                save()
+            if bar is not None:
+                bar.update(c.num_envs * setup.length)
+                post = {"fps": f"{(int(run.frames) - f_start) / (time.time() - t_start):.0f}"}
+                if last_eval:
+                    post["eval"] = f"{last_eval['eval/return']:.1f}"
+                bar.set_postfix(post)
+            if stop.requested:
+                stopped_by = stop.requested
+                break
+            if max_rounds is not None and rounds_here >= max_rounds:
+                break
+    if bar is not None:
+        bar.close()
+    finished = int(run.rounds) >= total_rounds
+    if finished and eval_every and (last_eval is None or last_eval["frames"] != int(run.frames)):
+        last_eval = do_eval()
+    if manager.latest_step() != int(run.rounds):
+        save()
+    log.close()
+    manager.close()
+    wall = time.time() - t_start
+    summary = {"frames": int(run.frames), "updates": int(run.updates), "rounds": int(run.rounds),
+               "finished": finished, "stopped_by": stopped_by, "wall_seconds": wall,
+               "nonfinite_total": int(run.nonfinite_total),
+               "final_eval": last_eval, "workdir": workdir}
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    if stopped_by:
+        print(f"stopped by {stopped_by}: checkpoint saved at round {int(run.rounds)} in {ckpt_dir}; "
+              "continue with --resume")
+    return summary, run

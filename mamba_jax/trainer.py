@@ -1,0 +1,281 @@
+"""The MAMBA training system: collection -> replay -> updates, data-parallel over a device mesh.
+
+Phases (each one jitted function, no per-step host round trips):
+    prefill(run)  : ``config.prefill`` random-policy meta-episodes into the replay buffer.
+    round(run)    : ``num_envs`` meta-episodes with the agent's sampling policy, then
+                    ``updates_per_round`` updates (``lax.scan``), each on a fresh batch of
+                    ``batch_size`` whole meta-episodes. Non-finite updates are skipped and counted.
+    evaluate(run) : deterministic policy (actor mode) on a fixed set of held-out tasks.
+
+Data parallelism (pmap semantics with today's API): one ``Mesh`` over all devices with axis
+``data``; the sampled batch and the environments are sharded along it with
+``with_sharding_constraint``, parameters are replicated, and XLA inserts the gradient all-reduce.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Dict, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+import envs as envs_lib
+from mamba_jax import collect as collect_lib
+from mamba_jax import replay as replay_lib
+from mamba_jax import schedule
+from mamba_jax.agent import Agent, TrainState
+
+
+@struct.dataclass
+class RunState:
+    """Everything a run needs to continue exactly where it stopped."""
+
+    train: TrainState
+    replay: replay_lib.ReplayState
+    key: jax.Array  # raw uint32 PRNG key
+    frames: jax.Array  # int32 [] real env frames collected (prefill included)
+    updates: jax.Array  # int32 [] updates attempted
+    rounds: jax.Array  # int32 [] collection rounds
+    meta_episodes: jax.Array  # int32 [] meta-episodes collected
+    nonfinite_streak: jax.Array  # int32 [] consecutive skipped updates
+    nonfinite_total: jax.Array  # int32 [] skipped updates in total
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """Static pieces derived from a config (hashable; closed over by the jitted phases)."""
+
+    config: Any  # FrozenConfigDict
+    meta: Any  # envs.MetaEpisode
+    agent: Agent
+    mesh: Mesh
+    capacity: int
+    updates_per_round: int
+
+    @property
+    def length(self) -> int:
+        return self.meta.length
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; the message names the field."""
+
+
+def validate_config(config) -> None:
+    """Checks a run config before anything is compiled. Raises ConfigError naming the field."""
+    def bad(field, msg):
+        raise ConfigError(f"config.{field}: {msg}")
+
+    names = envs_lib.registered_names()
+    if config.env_name not in names:
+        bad("env_name", f"unknown environment {config.env_name!r}; valid: {', '.join(names)}")
+    for f in ("K", "H", "num_envs", "batch_size", "eval_tasks", "keep_checkpoints",
+              "checkpoint_every_updates", "max_nonfinite_streak", "num_seeds"):
+        v = config[f]
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            bad(f, f"must be an integer >= 1, got {v!r}")
+    for f in ("prefill", "replay_capacity", "total_frames", "replay_capacity_steps",
+              "eval_every_meta_episodes"):
+        v = config[f]
+        if not isinstance(v, (int, float)) or v < 0:
+            bad(f, f"must be a number >= 0, got {v!r}")
+    if not config.train_ratio > 0:
+        bad("train_ratio", f"must be > 0, got {config.train_ratio!r}")
+    n = schedule.updates_per_round(config.train_ratio, config.num_envs, config.H)
+    if n < 1:
+        bad("train_ratio", f"train_ratio * num_envs * H = {config.train_ratio * config.num_envs * config.H:g} "
+            "must give at least one update per round")
+    if config.compute_dtype not in ("float32", "bfloat16"):
+        bad("compute_dtype", f"must be 'float32' or 'bfloat16', got {config.compute_dtype!r}")
+    if config.wandb_mode not in ("offline", "online", "disabled"):
+        bad("wandb_mode", f"must be offline, online or disabled, got {config.wandb_mode!r}")
+    if not 1 <= config.wm_horizon_initial:
+        bad("wm_horizon_initial", f"must be >= 1, got {config.wm_horizon_initial!r}")
+    ndev = jax.device_count()
+    for f in ("num_envs", "batch_size"):
+        if config[f] % ndev:
+            bad(f, f"{config[f]} is not divisible by the {ndev} devices of the data-parallel mesh")
+
+
+def make_setup(config) -> Setup:
+    """Builds the environment, agent and mesh for a (validated) config."""
+    import ml_collections
+
+    validate_config(config)
+    frozen = ml_collections.FrozenConfigDict(config)
+    meta = envs_lib.MetaEpisode(envs_lib.make(config.env_name, **config.env_kwargs.to_dict()),
+                                K=config.K, H=config.H)
+    agent_cfg = config.agent.to_dict()
+    agent_cfg["compute_dtype"] = config.compute_dtype
+    agent = Agent(config=ml_collections.FrozenConfigDict(agent_cfg), obs_dim=meta.obs_dim,
+                  action_dim=meta.action_dim, discrete=meta.discrete)
+    capacity = config.replay_capacity or replay_lib.capacity_from_steps(
+        config.replay_capacity_steps, meta.length)
+    capacity = max(capacity, config.num_envs, config.prefill)
+    mesh = jax.make_mesh((jax.device_count(),), ("data",))
+    return Setup(config=frozen, meta=meta, agent=agent, mesh=mesh, capacity=int(capacity),
+                 updates_per_round=schedule.updates_per_round(config.train_ratio, config.num_envs,
+                                                              config.H))
+
+
+def item_spec(setup: Setup):
+    return replay_lib.item_spec(setup.meta.obs_dim, setup.meta.action_dim)
+
+
+def init_run_state(setup: Setup, seed: int) -> RunState:
+    """Fresh parameters and an empty replay buffer; checks the buffer fits in memory."""
+    replay_lib.check_fits(item_spec(setup), setup.length, setup.capacity)
+    key = jax.random.PRNGKey(seed)
+    key, k_agent = jax.random.split(key)
+    zero = jnp.zeros((), jnp.int32)
+    return RunState(train=setup.agent.init(k_agent),
+                    replay=replay_lib.init(item_spec(setup), setup.length, setup.capacity),
+                    key=key, frames=zero, updates=zero, rounds=zero, meta_episodes=zero,
+                    nonfinite_streak=zero, nonfinite_total=zero)
+
+
+def _shard_leading(setup: Setup, tree):
+    """Constrains every leaf's leading axis to be split over the mesh's ``data`` axis."""
+    sharding = NamedSharding(setup.mesh, P("data"))
+    return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding), tree)
+
+
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+              if jnp.issubdtype(x.dtype, jnp.floating)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def wm_horizon_for(setup: Setup, frames) -> jax.Array:
+    c = setup.config
+    f = schedule.logger_frames(frames, c.prefill * setup.length, c.legacy_double_count)
+    return schedule.wm_horizon(f, setup.length, c.wm_horizon_initial, c.wm_horizon_reach_frames)
+
+
+def guarded_update(setup: Setup, train: TrainState, batch, key, wm_h) -> Tuple[TrainState, Dict, jax.Array]:
+    """One update; returns the old state unchanged when any metric or parameter is non-finite."""
+    batch = _shard_leading(setup, batch)
+    new, metrics = setup.agent.train_step(train, batch, key, wm_h)
+    finite = _all_finite(metrics) & _all_finite(new.params)
+    new = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, train)
+    return new, metrics, finite
+
+
+def prefill(setup: Setup, run: RunState) -> RunState:
+    """Adds ``config.prefill`` random-policy meta-episodes (fresh tasks) to the buffer."""
+    n = setup.config.prefill
+    if n == 0:
+        return run
+    key, k = jax.random.split(run.key)
+    policy = collect_lib.random_policy(setup.meta)
+    rollout, _ = collect_lib.collect(setup.meta, policy, None, k, n)
+    return run.replace(replay=replay_lib.add(run.replay, rollout.data), key=key,
+                       frames=run.frames + n * setup.length,
+                       meta_episodes=run.meta_episodes + n)
+
+
+def train_round(setup: Setup, run: RunState) -> Tuple[RunState, Dict[str, jax.Array]]:
+    """Collects ``num_envs`` meta-episodes with the current policy, then runs the updates."""
+    c = setup.config
+    key, k_col, k_upd = jax.random.split(run.key, 3)
+    agent = setup.agent
+    policy = collect_lib.agent_policy(agent, run.train, mode=False)
+    carry = _shard_leading(setup, agent.initial_carry(run.train, c.num_envs))
+    rollout, _ = collect_lib.collect(setup.meta, policy, carry, k_col, c.num_envs)
+    replay = replay_lib.add(run.replay, rollout.data)
+    frames = run.frames + c.num_envs * setup.length
+    wm_h = wm_horizon_for(setup, frames)
+
+    def body(carry_, k):
+        train, streak, total = carry_
+        kb, kt = jax.random.split(k)
+        batch = replay_lib.sample(replay, kb, c.batch_size)
+        train, metrics, finite = guarded_update(setup, train, batch, kt, wm_h)
+        streak = jnp.where(finite, 0, streak + 1)
+        return (train, streak, total + (~finite).astype(jnp.int32)), (metrics, finite)
+
+    keys = jax.random.split(k_upd, setup.updates_per_round)
+    (train, streak, total), (metrics, finite) = jax.lax.scan(
+        body, (run.train, run.nonfinite_streak, run.nonfinite_total), keys)
+    metrics = jax.tree.map(lambda m: jnp.mean(m), metrics)  # mean over the round's updates
+    sub_returns = collect_lib.sub_episode_returns(rollout, c.K)  # [N, K]
+    metrics.update({
+        "train/return": jnp.mean(jnp.sum(sub_returns, -1)),
+        "train/wm_horizon": wm_h.astype(jnp.float32),
+        "train/updates_skipped": jnp.sum(~finite).astype(jnp.float32),
+    })
+    for k in range(c.K):
+        metrics[f"train/return_sub{k}"] = jnp.mean(sub_returns[:, k])
+    run = run.replace(train=train, replay=replay, key=key, frames=frames,
+                      updates=run.updates + setup.updates_per_round, rounds=run.rounds + 1,
+                      meta_episodes=run.meta_episodes + c.num_envs,
+                      nonfinite_streak=streak, nonfinite_total=total)
+    return run, metrics
+
+
+def eval_tasks(setup: Setup):
+    """The fixed held-out task set: ``eval_tasks`` tasks from ``config.eval_seed``."""
+    keys = jax.random.split(jax.random.PRNGKey(setup.config.eval_seed), setup.config.eval_tasks)
+    return jax.vmap(setup.meta.env.sample_task)(keys)
+
+
+def evaluate(setup: Setup, train: TrainState, tasks, key) -> Dict[str, jax.Array]:
+    """Deterministic policy on the given tasks.
+
+    Returns: 'returns' [E, K] per-sub-episode returns, 'states' [E, T, obs_dim] observed states,
+    'sub_idx' [E, T].
+    """
+    n = jax.tree.leaves(tasks)[0].shape[0]
+    policy = collect_lib.agent_policy(setup.agent, train, mode=True)
+    carry = setup.agent.initial_carry(train, n)
+    rollout, _ = collect_lib.collect(setup.meta, policy, carry, key, n, tasks=tasks)
+    return {"returns": collect_lib.sub_episode_returns(rollout, setup.config.K),
+            "states": rollout.data["state"], "sub_idx": rollout.sub_idx}
+
+
+def scripted_eval(setup: Setup, policy, tasks, key) -> jax.Array:
+    """Per-sub-episode returns [E, K] of a scripted ``PolicyFn`` on the given tasks."""
+    n = jax.tree.leaves(tasks)[0].shape[0]
+    rollout, _ = collect_lib.collect(setup.meta, policy, None, key, n, tasks=tasks)
+    return collect_lib.sub_episode_returns(rollout, setup.config.K)
+
+
+@dataclasses.dataclass(frozen=True)
+class Phases:
+    """The jitted phases for one setup."""
+
+    prefill: Any
+    round: Any
+    evaluate: Any
+
+
+def compile_phases(setup: Setup) -> Phases:
+    return Phases(
+        prefill=jax.jit(lambda run: prefill(setup, run), donate_argnums=0),
+        round=jax.jit(lambda run: train_round(setup, run), donate_argnums=0),
+        evaluate=jax.jit(lambda train, tasks, key: evaluate(setup, train, tasks, key)),
+    )
+
+
+def num_rounds_for(setup: Setup) -> int:
+    """Rounds needed to reach ``total_frames`` real frames after prefill."""
+    c = setup.config
+    remaining = max(0, c.total_frames - c.prefill * setup.length)
+    return math.ceil(remaining / (c.num_envs * setup.length))
+
+
+def eval_every_rounds(setup: Setup) -> int:
+    c = setup.config
+    return max(1, round(c.eval_every_meta_episodes / c.num_envs)) if c.eval_every_meta_episodes else 0
+
+
+def checkpoint_every_rounds(setup: Setup) -> int:
+    return max(1, math.ceil(setup.config.checkpoint_every_updates / setup.updates_per_round))
+
+
+def to_host(tree) -> Any:
+    return jax.tree.map(lambda x: np.asarray(jax.device_get(x)), tree)
