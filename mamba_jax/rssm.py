@@ -1,0 +1,195 @@
+"""Recurrent state-space model (spec 4.2).
+
+State = {'deter': h [..., D] float32, 'stoch': z [..., S, C] float32 one-hot (straight-through)}.
+
+One prior step ("img_step"):
+    a' = a / sg(max(1, |a|))                      (per component)
+    x  = SiLU(LN(W_z flatten(z) + W_a a'))         (== DenseLN over [z, a'])
+    h' = GRU_LN(x, h)
+    prior logits = Linear(DenseLN(h'))             [S, C]
+Posterior ("obs_step"): post logits = Linear(SiLU(LN(W_h h' + W_e embed)))  (== DenseLN over [h', e]).
+
+The two concatenated-input layers are stored as one kernel per input part so the parts that do not
+depend on the recurrence (W_a a, W_e e) can be computed for all time steps with one matmul outside
+the scan. Initial state: h0 = tanh(W0) (W0 zero-initialised), z0 = mode of the prior at h0; at
+is_first the previous state is replaced by (h0, z0) and the previous action by 0.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from mamba_jax import distributions as dist
+from mamba_jax.nets import DenseLN, GRULN, layer_norm, linear
+
+State = dict  # {'deter': [..., D], 'stoch': [..., S, C]}
+Dtype = Any
+
+
+class RSSM(nn.Module):
+  """Parameters and single-step maps of the RSSM; drive it with the functions below."""
+  deter: int
+  stoch: int
+  classes: int
+  hidden: int
+  action_dim: int
+  embed_dim: int
+  unimix: float = 0.01
+  dtype: Dtype = jnp.float32
+
+  def setup(self):
+    zdim = self.stoch * self.classes
+    self.init_deter = self.param('init_deter', nn.initializers.zeros, (self.deter,), jnp.float32)
+    fan_img = zdim + self.action_dim
+    self.img_in_z = linear(self.hidden, self.dtype, fan_in=fan_img)
+    self.img_in_a = linear(self.hidden, self.dtype, fan_in=fan_img)
+    self.img_in_norm = layer_norm(self.dtype)
+    self.gru = GRULN(self.deter, self.dtype)
+    self.img_out = DenseLN(self.hidden, self.dtype)
+    self.img_logits = linear(zdim, self.dtype, use_bias=True, init='uniform', scale=1.0)
+    fan_obs = self.deter + self.embed_dim
+    self.obs_out_h = linear(self.hidden, self.dtype, fan_in=fan_obs)
+    self.obs_out_e = linear(self.hidden, self.dtype, fan_in=fan_obs)
+    self.obs_out_norm = layer_norm(self.dtype)
+    self.obs_logits = linear(zdim, self.dtype, use_bias=True, init='uniform', scale=1.0)
+
+  def __call__(self, state: State, action: jax.Array, embed: jax.Array):
+    """Touches every parameter (used by ``init``)."""
+    deter = self.core(state['stoch'], self.action_proj(action), state['deter'])
+    return self.prior_logits(deter), self.post_logits(deter, self.embed_proj(embed)), self.initial()
+
+  def initial(self) -> State:
+    """Learned initial state without batch axes: deter [D], stoch [S, C]."""
+    deter = jnp.tanh(self.init_deter)
+    probs = dist.unimix_probs(self.prior_logits(deter), self.unimix)
+    stoch = jax.nn.one_hot(jnp.argmax(probs, -1), self.classes, dtype=jnp.float32)
+    return {'deter': deter, 'stoch': stoch}
+
+  def action_proj(self, action: jax.Array) -> jax.Array:
+    """W_a a' with a' = a / sg(max(1, |a|)): [..., A] -> [..., hidden]."""
+    action = action.astype(jnp.float32)
+    action = action / jax.lax.stop_gradient(jnp.maximum(1.0, jnp.abs(action)))
+    return self.img_in_a(action)
+
+  def embed_proj(self, embed: jax.Array) -> jax.Array:
+    """W_e e: [..., E] -> [..., hidden]."""
+    return self.obs_out_e(embed)
+
+  def core(self, stoch: jax.Array, action_proj: jax.Array, deter: jax.Array) -> jax.Array:
+    """h' = GRU_LN(SiLU(LN(W_z flatten(z) + W_a a')), h): -> [..., D] float32."""
+    z = stoch.reshape(stoch.shape[:-2] + (-1,))
+    x = nn.silu(self.img_in_norm(self.img_in_z(z) + action_proj))
+    return self.gru(x, deter)
+
+  def prior_logits(self, deter: jax.Array) -> jax.Array:
+    """[..., D] -> [..., S, C] float32."""
+    logits = self.img_logits(self.img_out(deter)).astype(jnp.float32)
+    return logits.reshape(deter.shape[:-1] + (self.stoch, self.classes))
+
+  def post_logits(self, deter: jax.Array, embed_proj: jax.Array) -> jax.Array:
+    """[..., D], [..., hidden] -> [..., S, C] float32."""
+    x = nn.silu(self.obs_out_norm(self.obs_out_h(deter) + embed_proj))
+    logits = self.obs_logits(x).astype(jnp.float32)
+    return logits.reshape(deter.shape[:-1] + (self.stoch, self.classes))
+
+
+# ----------------------------------------------------------------------------- pure functions
+
+
+def _apply(rssm: RSSM, params, method, *args):
+  return rssm.apply({'params': params}, *args, method=method)
+
+
+def feat(state: State) -> jax.Array:
+  """concat[flatten(z), h]: [..., S*C + D]."""
+  z = state['stoch']
+  return jnp.concatenate([z.reshape(z.shape[:-2] + (-1,)), state['deter']], -1)
+
+
+def initial_state(rssm: RSSM, params, batch_shape: tuple[int, ...]) -> State:
+  """Learned initial state broadcast to ``batch_shape``."""
+  init = _apply(rssm, params, RSSM.initial)
+  return jax.tree.map(lambda x: jnp.broadcast_to(x, batch_shape + x.shape), init)
+
+
+def reset_where(first: jax.Array, state: State, init: State) -> State:
+  """Replace ``state`` by ``init`` where first ([N] bool)."""
+  def sel(x, i):
+    m = first.reshape(first.shape + (1,) * (x.ndim - first.ndim))
+    return jnp.where(m, jnp.broadcast_to(i, x.shape), x)
+  return jax.tree.map(sel, state, init)
+
+
+def sample_stoch(key: jax.Array, logits: jax.Array, unimix: float, sample: bool = True):
+  probs = dist.unimix_probs(logits, unimix)
+  return dist.onehot_sample(key, probs) if sample else dist.onehot_mode(probs)
+
+
+def img_step(rssm: RSSM, params, state: State, action: jax.Array, key: jax.Array,
+             sample: bool = True) -> tuple[State, jax.Array]:
+  """One prior step. state [N], action [N, A] -> (next state [N], prior logits [N, S, C])."""
+  a_proj = _apply(rssm, params, RSSM.action_proj, action)
+  deter = _apply(rssm, params, RSSM.core, state['stoch'], a_proj, state['deter'])
+  logits = _apply(rssm, params, RSSM.prior_logits, deter)
+  stoch = sample_stoch(key, logits, rssm.unimix, sample)
+  return {'deter': deter, 'stoch': stoch}, logits
+
+
+def obs_step(rssm: RSSM, params, state: State, action: jax.Array, embed: jax.Array,
+             is_first: jax.Array, key: jax.Array, sample: bool = True
+             ) -> tuple[State, jax.Array]:
+  """One posterior step with is_first reset (acting). state [N], action [N, A] (previous action),
+  embed [N, E], is_first [N] -> (posterior state [N], posterior logits [N, S, C])."""
+  chex.assert_rank([action, embed, is_first], [2, 2, 1])
+  init = initial_state(rssm, params, is_first.shape)
+  state = reset_where(is_first, state, init)
+  action = jnp.where(is_first[:, None], 0.0, action)
+  a_proj = _apply(rssm, params, RSSM.action_proj, action)
+  e_proj = _apply(rssm, params, RSSM.embed_proj, embed)
+  deter = _apply(rssm, params, RSSM.core, state['stoch'], a_proj, state['deter'])
+  logits = _apply(rssm, params, RSSM.post_logits, deter, e_proj)
+  stoch = sample_stoch(key, logits, rssm.unimix, sample)
+  return {'deter': deter, 'stoch': stoch}, logits
+
+
+def observe(rssm: RSSM, params, embed: jax.Array, action: jax.Array, is_first: jax.Array,
+            key: jax.Array, unroll: int = 1) -> tuple[State, jax.Array, jax.Array]:
+  """Posterior unroll over a batch of sequences from the learned initial state.
+
+  embed [B, T, E], action [B, T, A] (the action that led to step t), is_first [B, T] bool.
+  Returns (posterior states [B, T], posterior logits [B, T, S, C], prior logits [B, T, S, C]).
+  The prior logits are computed after the scan from the posterior deter (they are not needed by
+  the recurrence), in one batched matmul.
+  """
+  b, t = is_first.shape
+  chex.assert_shape(embed, (b, t, None))
+  chex.assert_shape(action, (b, t, None))
+  first = is_first.astype(bool)
+  action = jnp.where(first[..., None], 0.0, action.astype(jnp.float32))
+  a_proj = _apply(rssm, params, RSSM.action_proj, action)  # [B, T, H]
+  e_proj = _apply(rssm, params, RSSM.embed_proj, embed)  # [B, T, H]
+  init = _apply(rssm, params, RSSM.initial)
+  keys = jax.random.split(key, t)
+  swap = lambda x: jnp.swapaxes(x, 0, 1)
+
+  def step(carry, inp):
+    deter, stoch = carry
+    a_p, e_p, fst, k = inp
+    deter = jnp.where(fst[:, None], init['deter'], deter)
+    stoch = jnp.where(fst[:, None, None], init['stoch'], stoch)
+    deter = _apply(rssm, params, RSSM.core, stoch, a_p, deter)
+    logits = _apply(rssm, params, RSSM.post_logits, deter, e_p)
+    stoch = sample_stoch(k, logits, rssm.unimix)
+    return (deter, stoch), (deter, stoch, logits)
+
+  carry0 = (jnp.broadcast_to(init['deter'], (b,) + init['deter'].shape),
+            jnp.broadcast_to(init['stoch'], (b,) + init['stoch'].shape))
+  _, (deter, stoch, post_logits) = jax.lax.scan(
+      step, carry0, (swap(a_proj), swap(e_proj), swap(first), keys), unroll=unroll)
+  deter, stoch, post_logits = swap(deter), swap(stoch), swap(post_logits)
+  prior_logits = _apply(rssm, params, RSSM.prior_logits, deter)
+  return {'deter': deter, 'stoch': stoch}, post_logits, prior_logits

@@ -1,0 +1,103 @@
+"""Tests for mamba_jax.rssm: learned initial state, is_first resets, observe == stepping."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mamba_jax import rssm as rssm_lib
+
+B, T, E, A = 2, 6, 5, 2
+
+
+@pytest.fixture(scope='module')
+def model():
+  m = rssm_lib.RSSM(deter=8, stoch=3, classes=4, hidden=6, action_dim=A, embed_dim=E)
+  state = {'deter': jnp.zeros((1, 8)), 'stoch': jnp.zeros((1, 3, 4))}
+  params = m.init(jax.random.key(0), state, jnp.zeros((1, A)), jnp.zeros((1, E)))['params']
+  # make the learned initial deter non-trivial (it is tanh(0) = 0 at init)
+  params = dict(params, init_deter=0.5 * jnp.ones((8,)))
+  return m, params
+
+
+def _data(key):
+  k1, k2 = jax.random.split(key)
+  embed = jax.random.normal(k1, (B, T, E))
+  action = jax.random.uniform(k2, (B, T, A), minval=-2, maxval=2)
+  is_first = np.zeros((B, T), bool)
+  is_first[:, 0] = True
+  is_first[1, 3] = True
+  return embed, action, jnp.asarray(is_first)
+
+
+def test_initial_state_at_init():
+  m = rssm_lib.RSSM(deter=8, stoch=3, classes=4, hidden=6, action_dim=A, embed_dim=E)
+  state = {'deter': jnp.zeros((1, 8)), 'stoch': jnp.zeros((1, 3, 4))}
+  p = m.init(jax.random.key(0), state, jnp.zeros((1, A)), jnp.zeros((1, E)))['params']
+  assert np.all(p['init_deter'] == 0)
+  init = rssm_lib.initial_state(m, p, (B,))
+  assert init['deter'].shape == (B, 8) and np.all(init['deter'] == 0)
+  assert init['stoch'].shape == (B, 3, 4)
+  np.testing.assert_array_equal(init['stoch'].sum(-1), 1.0)
+  # z0 is the prior mode at h0
+  logits = m.apply({'params': p}, init['deter'], method=rssm_lib.RSSM.prior_logits)
+  np.testing.assert_array_equal(jnp.argmax(init['stoch'], -1), jnp.argmax(logits, -1))
+
+
+def test_observe_matches_obs_step(model):
+  m, p = model
+  embed, action, is_first = _data(jax.random.key(1))
+  key = jax.random.key(2)
+  post, post_logits, prior_logits = rssm_lib.observe(m, p, embed, action, is_first, key)
+  assert post['deter'].shape == (B, T, 8) and post['stoch'].shape == (B, T, 3, 4)
+  assert post_logits.shape == prior_logits.shape == (B, T, 3, 4)
+  keys = jax.random.split(key, T)
+  state = rssm_lib.initial_state(m, p, (B,))
+  for t in range(T):
+    state, logits = rssm_lib.obs_step(m, p, state, action[:, t], embed[:, t], is_first[:, t],
+                                      keys[t])
+    np.testing.assert_allclose(state['deter'], post['deter'][:, t], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(state['stoch'], post['stoch'][:, t], atol=1e-6)
+    np.testing.assert_allclose(logits, post_logits[:, t], rtol=1e-4, atol=1e-5)
+
+
+def test_reset_at_is_first(model):
+  """At an is_first step the state depends on nothing before it, and the previous action is 0."""
+  m, p = model
+  embed, action, is_first = _data(jax.random.key(3))
+  key = jax.random.key(4)
+
+  def deter_at_3(embed, action):
+    post, _, _ = rssm_lib.observe(m, p, embed, action, is_first, key)
+    return post['deter'][1, 3].sum() + post['stoch'][1, 3].sum()
+
+  g_e, g_a = jax.grad(deter_at_3, argnums=(0, 1))(embed, action)
+  assert np.all(g_e[1, :3] == 0) and np.all(g_a[1, :4] == 0)  # action[3] is zeroed too
+  assert np.any(g_e[1, 3] != 0)
+  # the deter after the reset equals one core step from (h0, z0) with zero action
+  post, _, _ = rssm_lib.observe(m, p, embed, action, is_first, key)
+  init = rssm_lib.initial_state(m, p, (1,))
+  a0 = m.apply({'params': p}, jnp.zeros((1, A)), method=rssm_lib.RSSM.action_proj)
+  h = m.apply({'params': p}, init['stoch'], a0, init['deter'], method=rssm_lib.RSSM.core)
+  np.testing.assert_allclose(post['deter'][1, 3], h[0], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(post['deter'][0, 0], h[0], rtol=1e-5, atol=1e-6)
+  # row 0 has no reset at t=3: different state
+  assert not np.allclose(post['deter'][0, 3], h[0])
+
+
+def test_action_rescaling(model):
+  """a' = a / max(1, |a|): actions beyond [-1, 1] act like their clipped value."""
+  m, p = model
+  a = jnp.array([[3.0, -0.5]])
+  np.testing.assert_allclose(
+      m.apply({'params': p}, a, method=rssm_lib.RSSM.action_proj),
+      m.apply({'params': p}, jnp.array([[1.0, -0.5]]), method=rssm_lib.RSSM.action_proj),
+      rtol=1e-6)
+
+
+def test_img_step_shapes(model):
+  m, p = model
+  state = rssm_lib.initial_state(m, p, (7,))
+  nxt, logits = rssm_lib.img_step(m, p, state, jnp.zeros((7, A)), jax.random.key(0))
+  assert nxt['deter'].shape == (7, 8) and nxt['stoch'].shape == (7, 3, 4)
+  assert logits.shape == (7, 3, 4)
+  np.testing.assert_allclose(nxt['stoch'].sum(-1), 1.0, rtol=1e-6)
