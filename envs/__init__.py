@@ -5,7 +5,7 @@ from envs.core import Env, EnvState, make, register, registered_names  # noqa: F
 from envs import point_robot  # noqa: F401,E402
 from envs import escape_room  # noqa: F401,E402
 from envs import rooms  # noqa: F401,E402
-from envs.meta import MetaEpisode, MetaState  # noqa: F401,E402
+from envs.meta import MetaEpisode, MetaState, make_meta, random_action  # noqa: F401,E402
 
 try:  # MJX tasks need the optional `mujoco`/`mujoco-mjx` packages.
     from envs import mjx_tasks  # noqa: F401

@@ -1,0 +1,157 @@
+"""Throughput of the pure-JAX meta-episode environments (random actions), as a table and JSON.
+
+For every task and batch size B (parallel meta-episodes) one jitted function resets B
+meta-episodes and scans ``MetaEpisode.step`` (vmapped) over whole meta-episodes, repeated
+``n_meta`` times inside the same call, so dispatch overhead does not count. Two variants:
+
+* ``env``: the actions are a fixed table of uniform random actions [K*H, B, A] drawn once before
+  timing (measures the environment alone);
+* ``env+rng``: a fresh random action is drawn with ``jax.random`` inside every step (what a
+  random-policy prefill pays).
+
+Compile time (lower + compile) is reported separately; steps/s is the best of ``reps`` timed calls
+(``block_until_ready``). If ``experiments.bench_mjx`` exists and ``mujoco`` imports, its
+``run(quick)`` rows are merged into the output.
+
+Usage: python -m experiments.bench_envs [--quick] [--out bench_out/bench_envs.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax
+import jax.numpy as jnp
+
+from envs.meta import MetaEpisode, make_meta, random_action
+
+TASKS = ("point_robot", "point_robot_wind", "escape_room", "rooms")
+
+
+def make_runner(meta: MetaEpisode, batch: int, n_meta: int, sample_actions: bool, unroll: int):
+    """Returns run(key, actions [L, B, A]) -> total reward; plays n_meta x B meta-episodes."""
+    reset = jax.vmap(meta.reset)
+    step = jax.vmap(meta.step)
+
+    def one_meta_episode(total, inputs):
+        key, actions = inputs
+        k_reset, k_act = jax.random.split(key)
+        ms = reset(jax.random.split(k_reset, batch))
+
+        def body(carry, xs):
+            ms, acc = carry
+            if sample_actions:
+                action = random_action(meta, xs, (batch,))
+            else:
+                action = xs
+            ms = step(ms, action)
+            return (ms, acc + ms.reward), None
+
+        xs = jax.random.split(k_act, meta.length) if sample_actions else actions
+        (ms, acc), _ = jax.lax.scan(body, (ms, jnp.zeros((batch,), jnp.float32)), xs, unroll=unroll)
+        return total + jnp.sum(acc), None
+
+    def run(key, actions):
+        keys = jax.random.split(key, n_meta)
+        acts = jnp.broadcast_to(actions, (n_meta,) + actions.shape)
+        total, _ = jax.lax.scan(one_meta_episode, jnp.zeros((), jnp.float32), (keys, acts))
+        return total
+
+    return run
+
+
+def bench_one(name: str, batch: int, target_steps: int, reps: int, sample_actions: bool,
+              unroll: int) -> dict:
+    meta = make_meta(name)
+    n_meta = max(1, round(target_steps / (batch * meta.length)))
+    run = jax.jit(make_runner(meta, batch, n_meta, sample_actions, unroll))
+    actions = random_action(meta, jax.random.key(1), (meta.length, batch))
+    key = jax.random.key(0)
+    t0 = time.perf_counter()
+    compiled = run.lower(key, actions).compile()
+    compile_s = time.perf_counter() - t0
+    compiled(key, actions).block_until_ready()  # warm-up
+    times = []
+    for rep in range(reps):
+        t0 = time.perf_counter()
+        compiled(jax.random.key(rep + 2), actions).block_until_ready()
+        times.append(time.perf_counter() - t0)
+    steps = n_meta * batch * meta.length
+    return {
+        "task": name,
+        "variant": "env+rng" if sample_actions else "env",
+        "batch": batch,
+        "K": meta.K,
+        "H": meta.H,
+        "steps_per_call": steps,
+        "compile_s": round(compile_s, 3),
+        "best_s": round(min(times), 5),
+        "steps_per_s": steps / min(times),
+        "median_steps_per_s": steps / sorted(times)[len(times) // 2],
+    }
+
+
+def mjx_rows(quick: bool) -> list[dict]:
+    try:
+        import mujoco  # noqa: F401
+        from experiments import bench_mjx
+    except ImportError as err:
+        print(f"[bench_envs] MJX benchmark skipped: {err}")
+        return []
+    return list(bench_mjx.run(quick))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
+    parser.add_argument("--out", default="bench_out/bench_envs.json")
+    parser.add_argument("--tasks", nargs="*", default=list(TASKS))
+    parser.add_argument("--batches", nargs="*", type=int, default=None)
+    parser.add_argument("--unroll", type=int, default=1)
+    parser.add_argument("--no-mjx", action="store_true")
+    args = parser.parse_args(argv)
+
+    batches = args.batches or ([1, 64] if args.quick else [1, 64, 1024, 4096])
+    reps = 2 if args.quick else 5
+    rows = []
+    header = f"{'task':18s} {'variant':8s} {'batch':>6s} {'compile_s':>9s} {'steps/s':>12s}"
+    print(header)
+    print("-" * len(header))
+    for name in args.tasks:
+        for variant in (False, True):
+            for batch in batches:
+                target = (2_000 if args.quick else 200_000) * min(batch, 64) if batch < 1024 else (
+                    200_000 if args.quick else 20_000_000)
+                row = bench_one(name, batch, target, reps, variant, args.unroll)
+                rows.append(row)
+                print(f"{name:18s} {row['variant']:8s} {batch:6d} {row['compile_s']:9.2f} "
+                      f"{row['steps_per_s']:12.4g}", flush=True)
+    if not args.no_mjx:
+        rows += mjx_rows(args.quick)
+
+    result = {
+        "benchmark": "meta-episode env steps per second, random actions",
+        "quick": args.quick,
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "jax": jax.__version__,
+        "rows": rows,
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=2)
+    print(f"wrote {args.out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
