@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/point_robot.py",
@@ -28,6 +28,7 @@ _DISTRIBUTED = flags.DEFINE_boolean(
 
 def main(argv):
     del argv
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every file operation at INFO
     if _DISTRIBUTED.value:
         import jax
 

@@ -50,6 +50,24 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
+def _i(x) -> int:
+    """A run counter as int (with a seed axis all seeds share the same count)."""
+    return int(np.asarray(x).reshape(-1)[0])
+
+
+def _flatten_seeds(metrics: Dict[str, Any]) -> Dict[str, Any]:
+    """Scalars stay; per-seed arrays [S] become their mean plus a ``<name>/per_seed`` list."""
+    out = {}
+    for k, v in metrics.items():
+        v = np.asarray(v)
+        if v.ndim == 0:
+            out[k] = float(v)
+        else:
+            out[k] = float(v.mean())
+            out[f"{k}/per_seed"] = v.tolist()
+    return out
+
+
 def _checkpoint_state(run: trainer.RunState, with_replay: bool):
     return run if with_replay else run.replace(replay=None)
 
@@ -111,7 +129,8 @@ def train(config, workdir: str, resume: bool = False, progress: bool = True,
         abstract = _checkpoint_state(run, c.checkpoint_replay)
         restored, meta = checkpointing.restore(manager, abstract, fingerprint)
         run = restored if c.checkpoint_replay else restored.replace(replay=run.replay)
-        print(f"resumed from {ckpt_dir} at update {int(run.updates)} ({int(run.frames)} frames)")
+        run = trainer.replicate(setup, run)
+        print(f"resumed from {ckpt_dir} at update {_i(run.updates)} ({_i(run.frames)} frames)")
         if not c.checkpoint_replay:
             run = phases.prefill(run)  # the buffer was not saved: refill it with random data
     else:
@@ -124,24 +143,28 @@ def train(config, workdir: str, resume: bool = False, progress: bool = True,
 
     def save():
         state = _checkpoint_state(run, c.checkpoint_replay)
-        meta = {"fingerprint": fingerprint, "frames": int(run.frames), "updates": int(run.updates),
-                "rounds": int(run.rounds), "time": time.time()}
-        checkpointing.save(manager, int(run.rounds), state, meta)
+        meta = {"fingerprint": fingerprint, "frames": _i(run.frames), "updates": _i(run.updates),
+                "rounds": _i(run.rounds), "time": time.time()}
+        checkpointing.save(manager, _i(run.rounds), state, meta)
 
     def do_eval():
         t0 = time.time()
         ev = trainer.to_host(phases.evaluate(run.train, eval_tasks, eval_key))
-        returns = ev["returns"]  # [E, K]
-        rec = {"frames": int(run.frames), "updates": int(run.updates),
-               "eval/return": float(returns.sum(-1).mean()),
-               "eval/return_std": float(returns.sum(-1).std()), "eval/seconds": time.time() - t0}
+        returns = ev["returns"]  # [E, K], or [S, E, K] with several seeds
+        per_task = returns.sum(-1)
+        rec = {"frames": _i(run.frames), "updates": _i(run.updates),
+               "eval/return_std": float(per_task.std(-1).mean()), "eval/seconds": time.time() - t0}
+        metrics = {"eval/return": per_task.mean(-1)}
         for k in range(c.K):
-            rec[f"eval/return_sub{k}"] = float(returns[:, k].mean())
+            metrics[f"eval/return_sub{k}"] = returns[..., k].mean(-1)
+        rec.update(_flatten_seeds(metrics))
         log.log(rec)
+        if c.num_seeds > 1:  # draw seed 0's agent
+            ev = jax.tree.map(lambda x: x[0], ev)
         traj_dir = os.path.join(workdir, "trajectories")
         os.makedirs(traj_dir, exist_ok=True)
-        _render(setup, ev, eval_tasks, os.path.join(traj_dir, f"frames_{int(run.frames):09d}.png"),
-                f"{c.env_name} at {int(run.frames)} frames, return {rec['eval/return']:.1f}")
+        _render(setup, ev, eval_tasks, os.path.join(traj_dir, f"frames_{_i(run.frames):09d}.png"),
+                f"{c.env_name} at {_i(run.frames)} frames, return {rec['eval/return']:.1f}")
         logger_lib.plot_learning_curve(log.path, os.path.join(workdir, "learning_curve.png"),
                                        title=f"MAMBA on {c.env_name} (seed {c.seed})")
         return rec
@@ -150,40 +173,42 @@ def train(config, workdir: str, resume: bool = False, progress: bool = True,
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=frames_target, initial=int(run.frames), unit="frame", dynamic_ncols=True,
+        bar = tqdm(total=frames_target, initial=_i(run.frames), unit="frame", dynamic_ncols=True,
                    desc=c.env_name)
     last_eval = None
-    if int(run.rounds) == 0 and eval_every:
+    if _i(run.rounds) == 0 and eval_every:
         last_eval = do_eval()
-    t_start, f_start = time.time(), int(run.frames)
+    t_start, f_start = time.time(), _i(run.frames)
     rounds_here = 0
     stopped_by = None
     with _StopFlag() as stop:
-        while int(run.rounds) < total_rounds:
+        while _i(run.rounds) < total_rounds:
             t0 = time.time()
             run, metrics = phases.round(run)
             metrics = trainer.to_host(metrics)
             dt = time.time() - t0
             rounds_here += 1
-            rec = {"frames": int(run.frames), "updates": int(run.updates),
-                   "rounds": int(run.rounds), "round_seconds": dt,
+            rec = {"frames": _i(run.frames), "updates": _i(run.updates),
+                   "rounds": _i(run.rounds), "round_seconds": dt,
                    "fps": c.num_envs * setup.length / dt,
-                   "nonfinite_total": int(run.nonfinite_total)}
-            rec.update({k: float(v) for k, v in metrics.items()})
+                   "nonfinite_total": int(np.sum(np.asarray(run.nonfinite_total)))}
+            rec.update(_flatten_seeds(metrics))
             log.log(rec)
-            if int(run.nonfinite_streak) >= c.max_nonfinite_streak:
+            streak = int(np.max(np.asarray(run.nonfinite_streak)))
+            if streak >= c.max_nonfinite_streak:
                 raise TrainingAborted(
-                    f"{int(run.nonfinite_streak)} updates in a row had non-finite losses or "
+                    f"{streak} updates in a row had non-finite losses or "
                     f"parameters (config.max_nonfinite_streak={c.max_nonfinite_streak}); "
                     f"last good checkpoint is kept in {ckpt_dir}. Last metrics: "
-                    + ", ".join(f"{k}={v:.3g}" for k, v in metrics.items() if k.startswith("wm/")))
-            if eval_every and int(run.rounds) % eval_every == 0:
+                    + ", ".join(f"{k}={float(np.mean(v)):.3g}" for k, v in metrics.items()
+                                 if k.startswith("wm/")))
+            if eval_every and _i(run.rounds) % eval_every == 0:
                 last_eval = do_eval()
-            if int(run.rounds) % ckpt_every == 0:
+            if _i(run.rounds) % ckpt_every == 0:
                 save()
             if bar is not None:
                 bar.update(c.num_envs * setup.length)
-                post = {"fps": f"{(int(run.frames) - f_start) / (time.time() - t_start):.0f}"}
+                post = {"fps": f"{(_i(run.frames) - f_start) / (time.time() - t_start):.0f}"}
                 if last_eval:
                     post["eval"] = f"{last_eval['eval/return']:.1f}"
                 bar.set_postfix(post)
@@ -194,21 +219,21 @@ def train(config, workdir: str, resume: bool = False, progress: bool = True,
                 break
     if bar is not None:
         bar.close()
-    finished = int(run.rounds) >= total_rounds
-    if finished and eval_every and (last_eval is None or last_eval["frames"] != int(run.frames)):
+    finished = _i(run.rounds) >= total_rounds
+    if finished and eval_every and (last_eval is None or last_eval["frames"] != _i(run.frames)):
         last_eval = do_eval()
-    if manager.latest_step() != int(run.rounds):
+    if manager.latest_step() != _i(run.rounds):
         save()
     log.close()
     manager.close()
     wall = time.time() - t_start
-    summary = {"frames": int(run.frames), "updates": int(run.updates), "rounds": int(run.rounds),
+    summary = {"frames": _i(run.frames), "updates": _i(run.updates), "rounds": _i(run.rounds),
                "finished": finished, "stopped_by": stopped_by, "wall_seconds": wall,
-               "nonfinite_total": int(run.nonfinite_total),
+               "nonfinite_total": int(np.sum(np.asarray(run.nonfinite_total))),
                "final_eval": last_eval, "workdir": workdir}
     with open(os.path.join(workdir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     if stopped_by:
-        print(f"stopped by {stopped_by}: checkpoint saved at round {int(run.rounds)} in {ckpt_dir}; "
+        print(f"stopped by {stopped_by}: checkpoint saved at round {_i(run.rounds)} in {ckpt_dir}; "
               "continue with --resume")
     return summary, run

@@ -14,6 +14,7 @@ Data parallelism (pmap semantics with today's API): one ``Mesh`` over all device
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, Dict, Optional, Tuple
 
@@ -116,10 +117,16 @@ def make_setup(config) -> Setup:
     capacity = config.replay_capacity or replay_lib.capacity_from_steps(
         config.replay_capacity_steps, meta.length)
     capacity = max(capacity, config.num_envs, config.prefill)
-    mesh = jax.make_mesh((jax.device_count(),), ("data",))
+    mesh = make_mesh(jax.devices())
     return Setup(config=frozen, meta=meta, agent=agent, mesh=mesh, capacity=int(capacity),
                  updates_per_round=schedule.updates_per_round(config.train_ratio, config.num_envs,
                                                               config.H))
+
+
+def make_mesh(devices) -> Mesh:
+    """1-D data-parallel mesh (GSPMD 'auto' axis: XLA propagates the batch sharding)."""
+    return jax.make_mesh((len(devices),), ("data",), devices=devices,
+                         axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def item_spec(setup: Setup):
@@ -127,15 +134,33 @@ def item_spec(setup: Setup):
 
 
 def init_run_state(setup: Setup, seed: int) -> RunState:
-    """Fresh parameters and an empty replay buffer; checks the buffer fits in memory."""
-    replay_lib.check_fits(item_spec(setup), setup.length, setup.capacity)
+    """Fresh parameters and an empty replay buffer; checks the buffer fits in memory.
+
+    With ``config.num_seeds = S > 1`` every leaf gets a leading seed axis [S, ...]: seed
+    ``seed + s`` is an independent agent (own parameters, replay, env streams and RNG).
+    """
+    S = setup.config.num_seeds
+    replay_lib.check_fits(item_spec(setup), setup.length, setup.capacity * S)
+    if S > 1:
+        runs = [_init_one(setup, seed + s) for s in range(S)]
+        return replicate(setup, jax.tree.map(lambda *xs: jnp.stack(xs), *runs))
+    return replicate(setup, _init_one(setup, seed))
+
+
+def replicate(setup: Setup, tree):
+    """Places a state on the mesh, replicated: the phases then keep one sharding (and compile
+    once) instead of seeing single-device inputs first and mesh-sharded outputs afterwards."""
+    return jax.device_put(tree, NamedSharding(setup.mesh, P()))
+
+
+def _init_one(setup: Setup, seed: int) -> RunState:
     key = jax.random.PRNGKey(seed)
     key, k_agent = jax.random.split(key)
-    zero = jnp.zeros((), jnp.int32)
+    zero = lambda: jnp.zeros((), jnp.int32)  # distinct buffers: the phases donate the state
     return RunState(train=setup.agent.init(k_agent),
                     replay=replay_lib.init(item_spec(setup), setup.length, setup.capacity),
-                    key=key, frames=zero, updates=zero, rounds=zero, meta_episodes=zero,
-                    nonfinite_streak=zero, nonfinite_total=zero)
+                    key=key, frames=zero(), updates=zero(), rounds=zero(), meta_episodes=zero(),
+                    nonfinite_streak=zero(), nonfinite_total=zero())
 
 
 def _shard_leading(setup: Setup, tree):
@@ -253,12 +278,17 @@ class Phases:
     evaluate: Any
 
 
+@functools.lru_cache(maxsize=8)
 def compile_phases(setup: Setup) -> Phases:
-    return Phases(
-        prefill=jax.jit(lambda run: prefill(setup, run), donate_argnums=0),
-        round=jax.jit(lambda run: train_round(setup, run), donate_argnums=0),
-        evaluate=jax.jit(lambda train, tasks, key: evaluate(setup, train, tasks, key)),
-    )
+    """Jitted phases; with ``num_seeds > 1`` they are ``vmap``ped over the leading seed axis
+    (evaluation uses the same tasks and key for every seed)."""
+    pre = lambda run: prefill(setup, run)
+    rnd = lambda run: train_round(setup, run)
+    ev = lambda train, tasks, key: evaluate(setup, train, tasks, key)
+    if setup.config.num_seeds > 1:
+        pre, rnd, ev = jax.vmap(pre), jax.vmap(rnd), jax.vmap(ev, in_axes=(0, None, None))
+    return Phases(prefill=jax.jit(pre, donate_argnums=0), round=jax.jit(rnd, donate_argnums=0),
+                  evaluate=jax.jit(ev))
 
 
 def num_rounds_for(setup: Setup) -> int:

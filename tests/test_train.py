@@ -1,0 +1,190 @@
+"""The training system end to end: CLI, files, checkpoints, resume, bad input, data parallelism.
+
+Everything runs the real code on the tiny config (seconds per round on CPU).
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from experiments.configs import tiny
+from mamba_jax import checkpointing, run, trainer
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _cli(args, env=None, **kw):
+    env = dict(os.environ, **(env or {}))
+    env.setdefault("WANDB_MODE", "offline")
+    return subprocess.run([sys.executable, "-m", "experiments.train",
+                           "--config=experiments/configs/tiny.py", "--no_progress"] + args,
+                          cwd=REPO, capture_output=True, text=True, env=env, timeout=600, **kw)
+
+
+def _params(state):
+    return jax.tree.leaves(jax.device_get(state.train.params))
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("cli") / "run")
+    proc = _cli([f"--workdir={workdir}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return workdir, proc
+
+
+def test_cli_writes_a_complete_run_folder(cli_run):
+    workdir, proc = cli_run
+    assert "done:" in proc.stdout
+    for name in ("config.json", "metrics.jsonl", "learning_curve.png", "summary.json"):
+        assert os.path.getsize(os.path.join(workdir, name)) > 0, name
+    rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    train_rows = [r for r in rows if "wm/loss" in r]
+    eval_rows = [r for r in rows if "eval/return" in r]
+    assert len(train_rows) == 3 and len(eval_rows) >= 2
+    for r in rows:
+        for k, v in r.items():
+            if isinstance(v, float):
+                assert np.isfinite(v), (k, v)
+    c = tiny.get_config()
+    # frames are counted exactly: prefill + 3 rounds of num_envs * K * H
+    assert train_rows[-1]["frames"] == (c.prefill + 3 * c.num_envs) * c.K * c.H
+    assert train_rows[-1]["updates"] == 3 * 2
+    assert os.listdir(os.path.join(workdir, "trajectories"))
+    wandb_dir = os.path.join(workdir, "wandb")
+    assert any(d.startswith("offline-run") for d in os.listdir(wandb_dir))
+    summary = json.load(open(os.path.join(workdir, "summary.json")))
+    assert summary["finished"] and summary["frames"] == train_rows[-1]["frames"]
+
+
+def test_checkpoint_is_loadable(cli_run):
+    workdir, _ = cli_run
+    config = tiny.get_config()
+    setup = trainer.make_setup(config)
+    manager = checkpointing.make_manager(os.path.join(workdir, "checkpoints"), 3)
+    state, meta = checkpointing.restore(manager, trainer.init_run_state(setup, 0),
+                                        checkpointing.fingerprint_of(config))
+    assert meta["rounds"] == 3 and int(state.rounds) == 3 and int(state.replay.size) > 0
+    assert all(np.all(np.isfinite(p)) for p in _params(state))
+
+
+def test_existing_run_is_never_overwritten(cli_run):
+    workdir, _ = cli_run
+    before = open(os.path.join(workdir, "metrics.jsonl")).read()
+    proc = _cli([f"--workdir={workdir}"])
+    assert proc.returncode == 2 and "--resume" in proc.stderr
+    assert open(os.path.join(workdir, "metrics.jsonl")).read() == before
+
+
+def test_bad_flags_fail_before_compiling_and_name_the_field(tmp_path):
+    proc = _cli([f"--workdir={tmp_path}/a", "--config.num_envs=0"])
+    assert proc.returncode == 2 and "config.num_envs" in proc.stderr
+    proc = _cli([f"--workdir={tmp_path}/b", "--config.env_name=nope"])
+    assert proc.returncode == 2 and "point_robot" in proc.stderr and "nope" in proc.stderr
+    proc = _cli([f"--workdir={tmp_path}/c", "--config.no_such_field=1"])
+    assert proc.returncode != 0 and "no_such_field" in proc.stderr
+    assert not os.path.exists(f"{tmp_path}/a/checkpoints")
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path):
+    config = tiny.get_config()
+    config.wandb_mode = "disabled"
+    _, straight = run.train(config, str(tmp_path / "straight"), progress=False)
+    summary, _ = run.train(config, str(tmp_path / "split"), progress=False, max_rounds=1)
+    assert not summary["finished"]
+    summary, resumed = run.train(config, str(tmp_path / "split"), resume=True, progress=False)
+    assert summary["finished"] and int(resumed.updates) == int(straight.updates)
+    for a, b in zip(_params(straight), _params(resumed)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(np.asarray(straight.key), np.asarray(resumed.key))
+
+
+def test_incompatible_or_corrupt_checkpoint_is_refused_and_kept(tmp_path):
+    config = tiny.get_config()
+    config.wandb_mode = "disabled"
+    workdir = str(tmp_path / "r")
+    run.train(config, workdir, progress=False, max_rounds=1)
+    other = tiny.get_config()
+    other.wandb_mode = "disabled"
+    other.H = 12
+    with pytest.raises(checkpointing.CheckpointError, match="H"):
+        run.train(other, workdir, resume=True, progress=False)
+    ckpt_root = os.path.join(workdir, "checkpoints")
+    steps = sorted(os.listdir(ckpt_root))
+    # damage every array file of the latest checkpoint
+    latest = os.path.join(ckpt_root, max(steps, key=lambda s: int(s) if s.isdigit() else -1))
+    for root, _, files in os.walk(os.path.join(latest, "state")):
+        for f in files:
+            with open(os.path.join(root, f), "wb") as fh:
+                fh.write(b"garbage")
+    with pytest.raises(checkpointing.CheckpointError, match="corrupt"):
+        run.train(config, workdir, resume=True, progress=False)
+    assert sorted(os.listdir(ckpt_root)) == steps  # nothing deleted or rewritten
+
+
+def test_nonfinite_updates_are_skipped_then_abort(tmp_path):
+    config = tiny.get_config()
+    config.wandb_mode = "disabled"
+    config.agent.model_lr = float("nan")
+    config.max_nonfinite_streak = 3
+    with pytest.raises(run.TrainingAborted, match="non-finite"):
+        run.train(config, str(tmp_path / "nan"), progress=False)
+    rows = [json.loads(line) for line in open(tmp_path / "nan" / "metrics.jsonl")]
+    assert rows[-1]["nonfinite_total"] >= 3
+
+
+def test_sigterm_checkpoints_and_stops(tmp_path):
+    workdir = str(tmp_path / "sig")
+    env = dict(os.environ, WANDB_MODE="offline")
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.train",
+                             "--config=experiments/configs/tiny.py", "--no_progress",
+                             f"--workdir={workdir}", "--config.total_frames=1000000"],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    metrics = os.path.join(workdir, "metrics.jsonl")
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if os.path.exists(metrics) and '"rounds"' in open(metrics).read():
+            break
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    assert "stopped by SIGTERM" in out
+    assert os.listdir(os.path.join(workdir, "checkpoints"))
+
+
+_DP_SCRIPT = r"""
+import dataclasses, jax, numpy as np
+from experiments.configs import tiny
+from mamba_jax import trainer, replay
+assert jax.device_count() == 4, jax.devices()
+config = tiny.get_config()
+setup4 = trainer.make_setup(config)
+setup1 = dataclasses.replace(setup4, mesh=trainer.make_mesh(jax.devices()[:1]))
+run = trainer.init_run_state(setup4, 0)
+run = jax.jit(lambda r: trainer.prefill(setup4, r))(run)
+batch = replay.sample(run.replay, jax.random.PRNGKey(3), config.batch_size)
+outs = []
+for setup in (setup1, setup4):
+    f = jax.jit(lambda t, b, k: trainer.guarded_update(setup, t, b, k, 20)[0])
+    new = f(run.train, batch, jax.random.PRNGKey(4))
+    outs.append(jax.tree.leaves(jax.device_get(new.params)))
+for a, b in zip(*outs):
+    np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+print("DP_OK", len(outs[0]))
+"""
+
+
+def test_four_device_update_equals_one_device_update():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+               JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", _DP_SCRIPT], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert "DP_OK" in proc.stdout, proc.stderr[-3000:]
