@@ -1,0 +1,370 @@
+"""MuJoCo meta-RL tasks simulated with MJX (``impl='jax'``): Reacher-N, HalfCheetah-Vel/-Dir.
+
+Every task is a frozen dataclass following ``envs.core.Env``; the physics state is an
+``mjx.Data`` inside ``EnvState.inner``. Models are our own MJCF files in ``envs/assets/``.
+
+Solver tuning (the way mujoco_playground tunes its MJX tasks). The XML files carry the ORIGINAL
+options (MuJoCo defaults: Newton, 100 iterations, 50 line-search iterations, implicit damping in
+Euler). Each task overrides a few of them on the compiled model before ``mjx.put_model``:
+
+* fewer solver / line-search iterations: under ``vmap`` the solver's ``while_loop`` runs until the
+  slowest environment of the batch stops, and MJX always works on the full, fixed-size constraint
+  set, so the iteration cap bounds the cost directly;
+* collision pairs restricted with contype/conaffinity (HalfCheetah, ``contacts='feet'``): MJX
+  evaluates every candidate pair at every physics step whether touching or not, each capsule-plane
+  pair gives 2 contacts x 4 pyramid rows, so 8 body-floor pairs mean 64 constraint rows on every
+  step, while native MuJoCo sees 0.6 contacts on average (measured, random actions);
+* contacts disabled where the task has none (Reacher; already in its XML).
+
+``tests/test_mjx_envs.py`` checks each tuned MJX model against native ``mujoco.mj_step`` on the
+untuned model. ``experiments/bench_mjx.py`` measures the speed.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import io
+import os
+import pathlib
+import sys
+from typing import ClassVar, Tuple
+
+# MuJoCo picks its OpenGL backend when it is first imported. Headless Linux needs EGL (see
+# envs/assets/SYSTEM_DEPS.txt); a value the user set wins.
+if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
+    os.environ.setdefault("MUJOCO_GL", "egl")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import mujoco  # noqa: E402
+
+with contextlib.redirect_stdout(io.StringIO()):  # mjx prints a warning when warp is absent.
+    from mujoco import mjx  # noqa: E402
+
+from envs.core import Env, EnvState, register  # noqa: E402
+
+ASSET_DIR = pathlib.Path(__file__).resolve().parent / "assets"
+
+
+# ----------------------------------------------------------------------------------------------
+# Model loading (cached per option set: a frozen Env stays hashable and holds only plain fields)
+# ----------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def reference_model(xml_name: str) -> mujoco.MjModel:
+    """The model exactly as written in ``envs/assets/<xml_name>`` (untuned options)."""
+    return mujoco.MjModel.from_xml_path(str(ASSET_DIR / xml_name))
+
+
+@functools.lru_cache(maxsize=None)
+def tuned_model(
+    xml_name: str,
+    iterations: int,
+    ls_iterations: int,
+    eulerdamp: bool,
+    collide_geoms: Tuple[str, ...] | None,
+) -> mujoco.MjModel:
+    """A copy of the reference model with the solver options and collision set overridden.
+
+    Args:
+        collide_geoms: names of the non-world geoms that may touch the world geoms; every other
+            body geom gets contype = conaffinity = 0. None keeps the XML's collision set.
+    """
+    m = mujoco.MjModel.from_xml_path(str(ASSET_DIR / xml_name))
+    m.opt.iterations = iterations
+    m.opt.ls_iterations = ls_iterations
+    if not eulerdamp:
+        m.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_EULERDAMP)
+    if collide_geoms is not None:
+        for g in range(m.ngeom):
+            if m.geom_bodyid[g] != 0 and m.geom(g).name not in collide_geoms:
+                m.geom_contype[g] = 0
+                m.geom_conaffinity[g] = 0
+    return m
+
+
+@functools.lru_cache(maxsize=None)
+def _put(*args) -> mjx.Model:
+    # The first call may happen while tracing: build concrete arrays, not tracers, for the cache.
+    with jax.ensure_compile_time_eval():
+        return mjx.put_model(tuned_model(*args), impl="jax")
+
+
+@functools.lru_cache(maxsize=None)
+def _template_data(*args) -> mjx.Data:
+    with jax.ensure_compile_time_eval():
+        return mjx.make_data(tuned_model(*args), impl="jax")
+
+
+class MjxEnv(Env):
+    """Shared MJX plumbing. Subclasses set ``xml_name``, ``frame_skip`` and the option fields."""
+
+    xml_name: ClassVar[str] = ""
+    frame_skip: ClassVar[int] = 1
+
+    # Subclasses define these as dataclass fields.
+    solver_iterations: int
+    ls_iterations: int
+    eulerdamp: bool
+
+    def _collide_geoms(self) -> Tuple[str, ...] | None:
+        return None
+
+    def _model_key(self) -> tuple:
+        return (
+            self.xml_name,
+            int(self.solver_iterations),
+            int(self.ls_iterations),
+            bool(self.eulerdamp),
+            self._collide_geoms(),
+        )
+
+    @property
+    def mj_model(self) -> mujoco.MjModel:
+        """The tuned native model (what MJX simulates), e.g. for rendering or native stepping."""
+        return tuned_model(*self._model_key())
+
+    @property
+    def reference_mj_model(self) -> mujoco.MjModel:
+        """The untuned model from the XML file, the ground truth for tests."""
+        return reference_model(self.xml_name)
+
+    @property
+    def mjx_model(self) -> mjx.Model:
+        return _put(*self._model_key())
+
+    @property
+    def dt(self) -> float:
+        """Seconds of simulated time per env step."""
+        return float(self.mj_model.opt.timestep) * self.frame_skip
+
+    def _init_data(self, qpos: jax.Array, qvel: jax.Array) -> mjx.Data:
+        data = _template_data(*self._model_key())
+        return data.replace(qpos=qpos.astype(data.qpos.dtype), qvel=qvel.astype(data.qvel.dtype))
+
+    def _physics_step(self, data: mjx.Data, ctrl: jax.Array) -> mjx.Data:
+        """``frame_skip`` MJX steps with a held control (clamped to ctrlrange by MuJoCo)."""
+        model = self.mjx_model
+        data = data.replace(ctrl=ctrl.astype(data.ctrl.dtype))
+        return jax.lax.fori_loop(0, self.frame_skip, lambda _, d: mjx.step(model, d), data)
+
+    @staticmethod
+    def _diverged(data: mjx.Data) -> jax.Array:
+        return ~(jnp.all(jnp.isfinite(data.qpos)) & jnp.all(jnp.isfinite(data.qvel)))
+
+
+# ----------------------------------------------------------------------------------------------
+# Reacher-N (spec 10.5)
+# ----------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class ReacherGoal(MjxEnv):
+    """Reacher-N: a two-link planar arm must visit ``num_goals`` hidden goals in order.
+
+    Task: ``goals`` [N, 2], each uniform by area in a disc of radius 0.195 m around the base.
+    Obs (4,): fingertip (x, y) after the step, joint velocities (shoulder, wrist).
+    Reward: max(0, 1 - d/0.05) - 0.01 * ||u||^2 with d the fingertip distance to the current goal
+    and u the raw action; after the reward, if d < 0.05 and the goal is not the last, the goal
+    index advances. Reset: shoulder ~ U[-pi, pi], wrist ~ U[-160, 160] deg, zero velocities,
+    goal index 0. (The official code carries joint velocities over at sub-episode boundaries;
+    we start every sub-episode at rest.)
+
+    Defaults K=3, H=200 follow the paper's GIFs; the official config is K=1, H=300.
+    """
+
+    name: ClassVar[str] = "reacher_goal"
+    obs_dim: ClassVar[int] = 4
+    action_dim: ClassVar[int] = 2
+    discrete: ClassVar[bool] = False
+    default_K: ClassVar[int] = 3
+    default_H: ClassVar[int] = 200
+    xml_name: ClassVar[str] = "reacher.xml"
+    frame_skip: ClassVar[int] = 1
+
+    num_goals: int = 2
+    goal_radius: float = 0.05  # reward/advance radius
+    goal_disc_radius: float = 3 * 0.065  # HyperX disc of goals, 0.195 m
+    ctrl_cost: float = 0.01
+    # The only constraint is the wrist limit (contacts are off): 2 Newton iterations suffice.
+    solver_iterations: int = 2
+    ls_iterations: int = 4
+    eulerdamp: bool = True  # damping 0.01 on a ~1e-3 kg m^2 arm: implicit damping matters.
+
+    def sample_task(self, key: jax.Array) -> dict:
+        k_angle, k_radius = jax.random.split(key)
+        angle = jax.random.uniform(k_angle, (self.num_goals,), maxval=2 * jnp.pi)
+        radius = self.goal_disc_radius * jnp.sqrt(jax.random.uniform(k_radius, (self.num_goals,)))
+        goals = jnp.stack([radius * jnp.cos(angle), radius * jnp.sin(angle)], axis=-1)
+        return {"goals": goals.astype(jnp.float32)}
+
+    def _fingertip(self, data: mjx.Data) -> jax.Array:
+        return data.xpos[self.mj_model.body("fingertip").id, :2]
+
+    def _obs(self, data: mjx.Data) -> jax.Array:
+        obs = jnp.concatenate([self._fingertip(data), data.qvel])
+        return jnp.nan_to_num(obs).astype(jnp.float32)
+
+    def reset(self, key: jax.Array, task: dict) -> EnvState:
+        key, k_sh, k_wr = jax.random.split(key, 3)
+        lo, hi = self.mj_model.jnt_range[self.mj_model.joint("wrist").id]
+        qpos = jnp.stack([
+            jax.random.uniform(k_sh, (), minval=-jnp.pi, maxval=jnp.pi),
+            jax.random.uniform(k_wr, (), minval=float(lo), maxval=float(hi)),
+        ])
+        data = self._init_data(qpos, jnp.zeros(2))
+        data = mjx.kinematics(self.mjx_model, data)
+        inner = {"data": data, "goal_idx": jnp.zeros((), jnp.int32)}
+        return EnvState(
+            obs=self._obs(data),
+            reward=jnp.zeros((), jnp.float32),
+            done=jnp.zeros((), bool),
+            task=task,
+            inner=inner,
+            key=key,
+        )
+
+    def reward(self, fingertip: jax.Array, goal: jax.Array, action: jax.Array) -> jax.Array:
+        """Sparse reward for one step; exposed for tests."""
+        d = jnp.linalg.norm(fingertip - goal)
+        return jnp.maximum(0.0, 1.0 - d / self.goal_radius) - self.ctrl_cost * jnp.sum(action**2)
+
+    def step(self, state: EnvState, action: jax.Array) -> EnvState:
+        action = self.check_action(action)
+        data = self._physics_step(state.inner["data"], action)
+        # mjx.step leaves positions at the start of the step: refresh them for the observation.
+        data = mjx.kinematics(self.mjx_model, data)
+        goals = state.task["goals"]
+        idx = state.inner["goal_idx"]
+        tip = self._fingertip(data)
+        reward = self.reward(tip, goals[idx], action)
+        reached = jnp.linalg.norm(tip - goals[idx]) < self.goal_radius
+        idx = jnp.where(reached & (idx < self.num_goals - 1), idx + 1, idx)
+        return EnvState(
+            obs=self._obs(data),
+            reward=jnp.nan_to_num(reward).astype(jnp.float32),
+            done=self._diverged(data),
+            task=state.task,
+            inner={"data": data, "goal_idx": idx},
+            key=state.key,
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# HalfCheetah-Vel / -Dir (spec 10.8, VariBAD definitions)
+# ----------------------------------------------------------------------------------------------
+CHEETAH_FEET = ("bfoot", "ffoot")
+CHEETAH_ALL = ("torso", "head", "bthigh", "bshin", "bfoot", "fthigh", "fshin", "ffoot")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Cheetah(MjxEnv):
+    """Planar half-cheetah, 5 physics steps of 0.01 s per env step (dt = 0.05 s).
+
+    Obs (17,): qpos[1:] (8), qvel (9). VariBAD appends the torso position (x, y, z); we leave it
+    out: z is qpos[1] already, y is always 0, and x grows without bound and carries no task
+    information (the task is a velocity or a direction).
+    Reset (every sub-episode): qpos ~ U(-0.1, 0.1), qvel ~ 0.1 * N(0, 1), as gym/VariBAD.
+    ``contacts``: 'all' = every body geom against the floor (the model as written),
+    'feet' = only the two feet (default; see the module docstring and bench_mjx.py for the cost),
+    'lower' = feet, shins, head and torso (the geoms a flipped or stumbling cheetah lands on).
+    """
+
+    obs_dim: ClassVar[int] = 17
+    action_dim: ClassVar[int] = 6
+    discrete: ClassVar[bool] = False
+    default_K: ClassVar[int] = 2
+    default_H: ClassVar[int] = 200
+    xml_name: ClassVar[str] = "half_cheetah.xml"
+    frame_skip: ClassVar[int] = 5
+
+    ctrl_cost: float = 0.05
+    contacts: str = "feet"
+    solver_iterations: int = 4
+    ls_iterations: int = 8
+    eulerdamp: bool = True
+
+    def _collide_geoms(self) -> Tuple[str, ...] | None:
+        choices = {
+            "all": None,
+            "feet": CHEETAH_FEET,
+            "lower": CHEETAH_FEET + ("bshin", "fshin", "head", "torso"),
+        }
+        if self.contacts not in choices:
+            raise ValueError(f"contacts must be one of {sorted(choices)}, got {self.contacts!r}")
+        return choices[self.contacts]
+
+    def _obs(self, data: mjx.Data) -> jax.Array:
+        return jnp.nan_to_num(jnp.concatenate([data.qpos[1:], data.qvel])).astype(jnp.float32)
+
+    def reset(self, key: jax.Array, task: dict) -> EnvState:
+        key, k_pos, k_vel = jax.random.split(key, 3)
+        m = self.mj_model
+        qpos = jnp.asarray(m.qpos0) + jax.random.uniform(k_pos, (m.nq,), minval=-0.1, maxval=0.1)
+        qvel = 0.1 * jax.random.normal(k_vel, (m.nv,))
+        # No mjx.forward: qpos/qvel are the whole state and mjx.step recomputes the rest.
+        data = self._init_data(qpos, qvel)
+        return EnvState(
+            obs=self._obs(data),
+            reward=jnp.zeros((), jnp.float32),
+            done=jnp.zeros((), bool),
+            task=task,
+            inner=data,
+            key=key,
+        )
+
+    def task_reward(self, forward_vel: jax.Array, task: dict) -> jax.Array:
+        raise NotImplementedError
+
+    def reward(self, forward_vel: jax.Array, action: jax.Array, task: dict) -> jax.Array:
+        """Reward for one step; exposed for tests."""
+        return self.task_reward(forward_vel, task) - self.ctrl_cost * jnp.sum(action**2)
+
+    def step(self, state: EnvState, action: jax.Array) -> EnvState:
+        action = self.check_action(action)
+        x_before = state.inner.qpos[0]
+        data = self._physics_step(state.inner, action)
+        forward_vel = (data.qpos[0] - x_before) / self.dt
+        reward = self.reward(forward_vel, action, state.task)
+        return EnvState(
+            obs=self._obs(data),
+            reward=jnp.nan_to_num(reward).astype(jnp.float32),
+            done=self._diverged(data),
+            task=state.task,
+            inner=data,
+            key=state.key,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class CheetahVel(_Cheetah):
+    """HalfCheetah-Vel: reward -|v_x - v_goal| - 0.05 ||a||^2, v_goal ~ U[0, 3] per task.
+
+    K=2, H=200 by default (VariBAD's registration uses 200-step episodes for Dir and 100 for
+    Vel; we use 200 for both so the two variants share a budget).
+    """
+
+    name: ClassVar[str] = "cheetah_vel"
+    max_vel: float = 3.0
+
+    def sample_task(self, key: jax.Array) -> dict:
+        return {"goal_vel": jax.random.uniform(key, (), maxval=self.max_vel)}
+
+    def task_reward(self, forward_vel: jax.Array, task: dict) -> jax.Array:
+        return -jnp.abs(forward_vel - task["goal_vel"])
+
+
+@dataclasses.dataclass(frozen=True)
+class CheetahDir(_Cheetah):
+    """HalfCheetah-Dir: reward dir * v_x - 0.05 ||a||^2, dir in {-1, +1}. K=2, H=200."""
+
+    name: ClassVar[str] = "cheetah_dir"
+
+    def sample_task(self, key: jax.Array) -> dict:
+        return {"direction": jnp.where(jax.random.bernoulli(key), 1.0, -1.0).astype(jnp.float32)}
+
+    def task_reward(self, forward_vel: jax.Array, task: dict) -> jax.Array:
+        return task["direction"] * forward_vel
+
+
+register("reacher_goal", ReacherGoal)
+register("cheetah_vel", CheetahVel)
+register("cheetah_dir", CheetahDir)

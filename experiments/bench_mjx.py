@@ -1,0 +1,191 @@
+"""MJX task throughput vs native MuJoCo on the same model, as a table and JSON.
+
+MJX: one jitted function resets P parallel meta-episodes (``envs.meta.MetaEpisode``, vmapped) and
+scans ``S`` vmapped meta-episode steps with uniform random actions from a table drawn before
+timing. Compile time (lower + compile) is reported separately; steps/s is the best of ``reps``
+timed calls.
+
+Native: a plain single-thread ``mujoco.mj_step`` loop (``frame_skip`` physics steps per env step,
+a new random control per env step) on (a) the same tuned model MJX simulates and (b) the untuned
+reference model from the XML.
+
+Both wall-clock and process CPU time are measured. On a shared machine the wall clock of either
+side depends on what else runs; ``steps_per_cpu_s`` (env steps per CPU-second used by this process)
+is the per-core figure, and the MJX/native ratios are given for both. The machine load average is
+recorded with every row.
+
+Usage: python -m experiments.bench_mjx [--quick] [--out bench_out/bench_mjx.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import time
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import mujoco  # noqa: E402
+import numpy as np  # noqa: E402
+
+from envs.meta import make_meta, random_action  # noqa: E402
+
+TASKS = ("reacher_goal", "cheetah_vel")
+
+
+def _cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _timed(fn, reps: int):
+    """Best wall time of ``reps`` calls and the CPU time of that call."""
+    best = (float("inf"), 0.0)
+    for _ in range(reps):
+        c0, t0 = _cpu_s(), time.perf_counter()
+        fn()
+        wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
+        best = min(best, (wall, cpu))
+    return best
+
+
+def bench_mjx(task: str, parallel: int, steps: int, reps: int) -> dict:
+    meta = make_meta(task)
+    reset = jax.vmap(meta.reset)
+    step = jax.vmap(meta.step)
+
+    def run(key, actions):
+        ms = reset(jax.random.split(key, parallel))
+
+        def body(carry, a):
+            ms, acc = carry
+            ms = step(ms, a)
+            return (ms, acc + ms.reward), None
+
+        (ms, acc), _ = jax.lax.scan(body, (ms, jnp.zeros((parallel,), jnp.float32)), actions)
+        return jnp.sum(acc)
+
+    actions = random_action(meta, jax.random.key(1), (steps, parallel))
+    key = jax.random.key(0)
+    t0 = time.perf_counter()
+    compiled = jax.jit(run).lower(key, actions).compile()
+    compile_s = time.perf_counter() - t0
+    compiled(key, actions).block_until_ready()  # warm-up
+    wall, cpu = _timed(lambda: compiled(key, actions).block_until_ready(), reps)
+    env = meta.env
+    return {
+        "task": task,
+        "impl": "mjx",
+        "parallel": parallel,
+        "steps_per_call": steps * parallel,
+        "compile_s": round(compile_s, 2),
+        "steps_per_s": steps * parallel / wall,
+        "steps_per_cpu_s": steps * parallel / max(cpu, 1e-9),
+        "options": {
+            "iterations": env.solver_iterations,
+            "ls_iterations": env.ls_iterations,
+            "eulerdamp": env.eulerdamp,
+            "contacts": getattr(env, "contacts", "disabled"),
+        },
+    }
+
+
+def bench_native(task: str, steps: int, reps: int, reference: bool) -> dict:
+    env = make_meta(task).env
+    model = env.reference_mj_model if reference else env.mj_model
+    data = mujoco.MjData(model)
+    ctrl = np.random.default_rng(0).uniform(-1, 1, (steps, model.nu))
+
+    def loop():
+        mujoco.mj_resetData(model, data)
+        for a in ctrl:
+            data.ctrl[:] = a
+            for _ in range(env.frame_skip):
+                mujoco.mj_step(model, data)
+
+    loop()
+    wall, cpu = _timed(loop, reps)
+    return {
+        "task": task,
+        "impl": "native",
+        "model": "reference (untuned)" if reference else "tuned (same as MJX)",
+        "parallel": 1,
+        "steps_per_call": steps,
+        "compile_s": 0.0,
+        "steps_per_s": steps / wall,
+        "steps_per_cpu_s": steps / max(cpu, 1e-9),
+    }
+
+
+def run(quick: bool = False) -> list[dict]:
+    """Benchmark rows: task, impl ('mjx'|'native'), parallel, steps_per_s, compile_s and, for MJX
+    rows, ratio_mjx_to_native (wall) and ratio_mjx_to_native_per_cpu against native on the tuned
+    model."""
+    rows = []
+    reps = 2 if quick else 3
+    for task in TASKS:
+        heavy = task.startswith("cheetah")
+        native = bench_native(task, 500 if quick else 4000, reps, reference=False)
+        rows.append(native)
+        if not quick:
+            rows.append(bench_native(task, 4000, reps, reference=True))
+        if quick:
+            plan = [(1, 50), (64, 20)]
+        elif heavy:
+            plan = [(1, 400), (64, 100), (256, 50)]
+        else:
+            plan = [(1, 600), (64, 200), (1024, 50)]
+        for parallel, steps in plan:
+            row = bench_mjx(task, parallel, steps, reps)
+            row["ratio_mjx_to_native"] = row["steps_per_s"] / native["steps_per_s"]
+            row["ratio_mjx_to_native_per_cpu"] = row["steps_per_cpu_s"] / native["steps_per_cpu_s"]
+            rows.append(row)
+            print(f"  [bench_mjx] {task} mjx P={parallel}: {row['steps_per_s']:.4g} steps/s, "
+                  f"{row['steps_per_cpu_s']:.4g} per CPU-s, compile {row['compile_s']}s", flush=True)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    for row in rows:
+        row["load_avg_1min"] = load
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
+    parser.add_argument("--out", default="bench_out/bench_mjx.json")
+    args = parser.parse_args(argv)
+    rows = run(args.quick)
+    header = (f"{'task':14s} {'impl':7s} {'model':22s} {'P':>5s} {'compile_s':>9s} {'steps/s':>10s}"
+              f" {'per CPU-s':>10s} {'mjx/native':>10s} {'per CPU':>8s}")
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(f"{r['task']:14s} {r['impl']:7s} {r.get('model', ''):22s} {r['parallel']:5d} "
+              f"{r['compile_s']:9.2f} {r['steps_per_s']:10.4g} {r['steps_per_cpu_s']:10.4g} "
+              f"{r.get('ratio_mjx_to_native', float('nan')):10.3f} "
+              f"{r.get('ratio_mjx_to_native_per_cpu', float('nan')):8.3f}")
+    result = {
+        "benchmark": "MJX meta-episode env steps/s (random actions) vs native mj_step, same model",
+        "quick": args.quick,
+        "backend": jax.default_backend(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "jax": jax.__version__,
+        "mujoco": mujoco.__version__,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "rows": rows,
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=2)
+    print(f"wrote {args.out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
