@@ -11,6 +11,10 @@ from __future__ import annotations
 import os
 import sys
 
+# Reuse compiled programs across runs (resume, sweeps): XLA's persistent compilation cache.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(os.path.expanduser("~"), ".cache", "mamba_jax", "xla"))
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 

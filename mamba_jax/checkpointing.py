@@ -22,7 +22,8 @@ class CheckpointError(RuntimeError):
 
 
 def make_manager(directory: str, keep: int) -> ocp.CheckpointManager:
-    directory = os.path.abspath(directory)
+    if "://" not in directory:  # keep remote paths (gs://...) for Orbax's own file layer
+        directory = os.path.abspath(directory)
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                            enable_async_checkpointing=False)
     return ocp.CheckpointManager(directory, options=options)

@@ -81,8 +81,9 @@ def _render(setup, ev: Dict[str, np.ndarray], tasks, path: str, title: str) -> N
     if not hasattr(env, "positions"):
         return
     task0 = jax.tree.map(lambda x: np.asarray(x)[0], tasks)
-    render.render_meta_episode(env, np.asarray(ev["states"][0]), np.asarray(ev["sub_idx"][0]),
-                               task0, path, title=title)
+    positions = np.asarray(env.positions(ev["states"][0]))  # [T, 2] plane/grid coordinates
+    render.render_meta_episode(env, positions, np.asarray(ev["sub_idx"][0]), task0, path,
+                               title=title)
 
 
 def train(config, workdir: str, resume: bool = False, progress: bool = True,

@@ -152,6 +152,8 @@ def test_sigterm_checkpoints_and_stops(tmp_path):
     while time.time() < deadline:
         if os.path.exists(metrics) and '"rounds"' in open(metrics).read():
             break
+        if proc.poll() is not None:  # crashed before its first round
+            break
         time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=300)
