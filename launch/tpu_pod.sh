@@ -9,13 +9,14 @@ usage: launch/tpu_pod.sh --workdir=gs://BUCKET/PATH [options] [-- extra experime
 
 Starts `python3 -m experiments.train --distributed` on every worker of the TPU VM pod through
 `gcloud compute tpus tpu-vm ssh $TPU_NAME --zone=$ZONE --worker=all --command=...`.
-All hosts share one run folder, which must be on shared storage (a gs:// path).
+All hosts share one run folder, which must be on shared storage.
 
 options:
   --tpu=NAME         TPU VM name (default: $TPU_NAME)
   --zone=ZONE        its zone (default: $ZONE)
   --project=ID       GCP project (default: $PROJECT, else gcloud's configured project)
-  --workdir=gs://..  shared run folder (required)
+  --workdir=gs://..  shared run folder (required): a gs:// path, or an absolute path on a file
+                     system every worker mounts at the same place (Filestore, gcsfuse)
   --config=PATH      run config (default: experiments/configs/point_robot.py)
   --repo=DIR         the repository checkout on each worker (default: mamba-jax, in $HOME)
   --setup=GIT_URL    first clone/update GIT_URL into --repo on every worker and install it with
@@ -91,7 +92,8 @@ done
 [[ -n "$zone" ]] || die "no zone: pass --zone=ZONE or set ZONE"
 if ((!stop)); then
   [[ -n "$workdir" ]] || die "--workdir=gs://BUCKET/PATH is required"
-  [[ "$workdir" == gs://* ]] || die "--workdir must be shared by all hosts (gs://...), got: $workdir"
+  [[ "$workdir" == gs://* || "$workdir" == /* ]] \
+    || die "--workdir must be shared by all hosts (gs://... or an absolute path on a shared mount), got: $workdir"
 fi
 
 ssh_base=(gcloud compute tpus tpu-vm ssh "$tpu" "--zone=$zone")
