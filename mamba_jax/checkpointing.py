@@ -79,7 +79,8 @@ def restore(manager: ocp.CheckpointManager, abstract_state: Any,
 
 def fingerprint_of(config) -> Dict[str, Any]:
     """Config fields a checkpoint depends on (shapes and semantics), JSON-friendly."""
-    keys = ("env_name", "K", "H", "num_envs", "batch_size", "replay_capacity", "checkpoint_replay")
+    keys = ("env_name", "K", "H", "num_envs", "batch_size", "replay_capacity", "checkpoint_replay",
+            "variant", "sequence", "window_length")
     fp = {k: config.get(k) for k in keys}
     fp["env_kwargs"] = json.loads(json.dumps(config.env_kwargs.to_dict(), default=str))
     fp["agent"] = json.loads(json.dumps(config.agent.to_dict(), default=str))

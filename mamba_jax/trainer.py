@@ -90,6 +90,10 @@ def validate_config(config) -> None:
     if n < 1:
         bad("train_ratio", f"train_ratio * num_envs * H = {config.train_ratio * config.num_envs * config.H:g} "
             "must give at least one update per round")
+    if config.sequence not in ("meta_episode", "window"):
+        bad("sequence", f"must be 'meta_episode' (MAMBA) or 'window' (DreamerV3), got {config.sequence!r}")
+    if config.sequence == "window" and not 1 <= config.window_length <= config.K * config.H:
+        bad("window_length", f"must be in [1, K*H={config.K * config.H}], got {config.window_length!r}")
     if config.compute_dtype not in ("float32", "bfloat16"):
         bad("compute_dtype", f"must be 'float32' or 'bfloat16', got {config.compute_dtype!r}")
     if config.wandb_mode not in ("offline", "online", "disabled"):
@@ -181,6 +185,22 @@ def wm_horizon_for(setup: Setup, frames) -> jax.Array:
     return schedule.wm_horizon(f, setup.length, c.wm_horizon_initial, c.wm_horizon_reach_frames)
 
 
+def window_batch(batch: Dict[str, jax.Array], key: jax.Array, length: int) -> Dict[str, jax.Array]:
+    """DreamerV3-style training chunks (the vanilla-Dreamer baseline, spec 3.4 non-MAMBA mode).
+
+    From each whole meta-episode [B, T, ...] take ``length`` consecutive steps from a uniformly
+    random start, and mark the chunk's first step ``is_first`` so the RSSM restarts from its
+    initial state there: the belief never sees more than ``length`` steps of history.
+    (Unlike the official sampler this never writes into the stored data, spec 14.3.8.)
+    """
+    T = batch["is_first"].shape[1]
+    starts = jax.random.randint(key, (batch["is_first"].shape[0],), 0, T - length + 1)
+    cut = lambda x, s: jax.lax.dynamic_slice_in_dim(x, s, length, axis=0)
+    out = {k: jax.vmap(cut)(v, starts) for k, v in batch.items()}
+    out["is_first"] = out["is_first"].at[:, 0].set(True)
+    return out
+
+
 def guarded_update(setup: Setup, train: TrainState, batch, key, wm_h) -> Tuple[TrainState, Dict, jax.Array]:
     """One update; returns the old state unchanged when any metric or parameter is non-finite."""
     batch = _shard_leading(setup, batch)
@@ -217,8 +237,10 @@ def train_round(setup: Setup, run: RunState) -> Tuple[RunState, Dict[str, jax.Ar
 
     def body(carry_, k):
         train, streak, total = carry_
-        kb, kt = jax.random.split(k)
+        kb, kw, kt = jax.random.split(k, 3)
         batch = replay_lib.sample(replay, kb, c.batch_size)
+        if c.sequence == "window":
+            batch = window_batch(batch, kw, c.window_length)
         train, metrics, finite = guarded_update(setup, train, batch, kt, wm_h)
         streak = jnp.where(finite, 0, streak + 1)
         return (train, streak, total + (~finite).astype(jnp.int32)), (metrics, finite)

@@ -14,6 +14,7 @@ def base_config(env_name: str, K: int, H: int, **agent_overrides) -> ml_collecti
     c.env_kwargs = ml_collections.ConfigDict()
     c.K = K  # sub-episodes per meta-episode
     c.H = H  # steps per sub-episode
+    c.variant = "mamba"  # see experiments/configs/variants.py
     c.seed = 0
     c.num_seeds = 1
     # collection / replay / schedule (spec 7 and 9)
@@ -21,6 +22,10 @@ def base_config(env_name: str, K: int, H: int, **agent_overrides) -> ml_collecti
     c.prefill = 25  # random-policy meta-episodes before training
     c.train_ratio = 0.03  # MAMBA's sense: train_ratio * num_envs * H updates per round
     c.batch_size = 16
+    # training sequences: 'meta_episode' = MAMBA (whole meta-episodes from step 0);
+    # 'window' = DreamerV3 (window_length-step chunks from random starts, RSSM restarted there)
+    c.sequence = "meta_episode"
+    c.window_length = 64
     c.replay_capacity = 0  # meta-episodes; 0 -> ceil(replay_capacity_steps / (K*H))
     c.replay_capacity_steps = 1_000_000
     c.total_frames = 1_000_000  # real env frames

@@ -1,0 +1,64 @@
+"""Every shipped config loads, validates and matches the official hyperparameters (spec 9.2)."""
+import importlib
+
+import pytest
+
+from experiments.configs import variants
+from mamba_jax import schedule, trainer
+
+TASKS = ["point_robot", "point_robot_wind", "escape_room", "rooms", "reacher", "tiny"]
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_config_validates(name):
+    module = importlib.import_module(f"experiments.configs.{name}")
+    c = module.get_config()
+    if c.env_name == "reacher_goal":
+        pytest.importorskip("mujoco")
+    trainer.validate_config(c)
+
+
+def test_official_numbers():
+    from experiments.configs import escape_room, point_robot, point_robot_wind, rooms
+
+    pr = point_robot.get_config()
+    assert (pr.K, pr.H, pr.agent.imag_horizon, pr.agent.enc_mlp_layers) == (3, 100, 2, 4)
+    assert schedule.updates_per_round(pr.train_ratio, pr.num_envs, pr.H) == 10
+    assert pr.agent.dyn_deter == 512 and pr.agent.dyn_stoch * pr.agent.dyn_discrete == 256
+    assert point_robot_wind.get_config().train_ratio == 0.2
+    er = escape_room.get_config()
+    assert (er.K, er.H, er.train_ratio) == (2, 60, 0.2)
+    ro = rooms.get_config()
+    assert ro.agent.actor_dist == "onehot" and ro.agent.imag_gradient == "reinforce"
+    assert (ro.wm_horizon_initial, ro.wm_horizon_reach_frames, ro.eval_tasks) == (50, 5e6, 100)
+
+
+@pytest.mark.parametrize("variant", variants.VARIANTS)
+def test_variants(variant):
+    from experiments.configs import rooms
+
+    c = rooms.get_config(variant)
+    trainer.validate_config(c)
+    assert c.variant == variant
+    if variant == "dreamer":
+        assert c.sequence == "window" and c.window_length == 64
+        assert c.agent.reconstruction_window == 0
+    if variant == "no_wm_schedule":
+        assert c.wm_horizon_initial == c.K * c.H
+    if variant == "mamba":
+        assert c.sequence == "meta_episode" and c.wm_horizon_initial == 50
+
+
+def test_unknown_variant_and_bad_values_name_the_field():
+    from experiments.configs import point_robot
+
+    with pytest.raises(ValueError, match="variant"):
+        point_robot.get_config("nope")
+    c = point_robot.get_config()
+    c.compute_dtype = "float16"
+    with pytest.raises(trainer.ConfigError, match="config.compute_dtype"):
+        trainer.validate_config(c)
+    c = point_robot.get_config()
+    c.train_ratio = 0.0001
+    with pytest.raises(trainer.ConfigError, match="config.train_ratio"):
+        trainer.validate_config(c)
