@@ -116,31 +116,39 @@ class ActorCritic:
 
   # --------------------------------------------------------------- imagination
   def imagine(self, wm: WorldModel, wm_params, actor_params, start: rssm_lib.State,
-              key: jax.Array):
+              key: jax.Array, start_deter_proj: jax.Array | None = None):
     """Roll out I = imag_horizon states from start [N] (detached by the caller).
 
+    start_deter_proj: optional precomputed ``wm.deter_proj(start['deter'])`` [N, 3D] (computed
+    once per unique posterior state by the caller).
     Returns (feats [I, N, F], actions [I-1, N, A], policy params at f_0..f_{I-2}).
     Gradients flow from later feats through the sampled actions into the actor (dynamics
     backprop); the actor itself sees sg(f_i).
     """
     horizon = self.config.imag_horizon
 
-    def step(state, k):
+    def step(state, k, deter_proj=None):
       ka, ks = jax.random.split(k)
       f = rssm_lib.feat(state)
       pol = self.policy(actor_params, sg(f))
       action = self.sample(pol, ka)
-      nxt, _ = wm.img_step(wm_params, state, action, ks)
+      nxt, _ = wm.img_step(wm_params, state, action, ks, deter_proj=deter_proj)
       return nxt, (f, action, pol)
 
     keys = jax.random.split(key, horizon - 1)
-    last, (feats, actions, pol) = jax.lax.scan(step, start, keys)
+    last, first = step(start, keys[0], start_deter_proj)
+    outs = jax.tree.map(lambda x: x[None], first)
+    if horizon > 2:
+      last, rest = jax.lax.scan(step, last, keys[1:])
+      outs = jax.tree.map(lambda a, b: jnp.concatenate([a, b], 0), outs, rest)
+    feats, actions, pol = outs
     feats = jnp.concatenate([feats, rssm_lib.feat(last)[None]], 0)
     return feats, actions, pol
 
   # --------------------------------------------------------------- losses
   def actor_loss(self, actor_params, wm: WorldModel, wm_params, critic_params,
-                 start: rssm_lib.State, key: jax.Array, retnorm: jax.Array):
+                 start: rssm_lib.State, key: jax.Array, retnorm: jax.Array,
+                 start_deter_proj: jax.Array | None = None):
     """Actor loss (only actor_params receive gradients: world model and critic are frozen).
 
     start: detached posterior states [N]. retnorm: [2] EMAs of (P5, P95).
@@ -149,9 +157,17 @@ class ActorCritic:
     """
     c = self.config
     wm_params, critic_params = sg(wm_params), sg(critic_params)
-    feats, actions, pol = self.imagine(wm, wm_params, actor_params, start, key)
-    reward = wm.reward(wm_params, feats)  # [I, N]
-    cont = c.discount * wm.cont_prob(wm_params, feats)  # [I, N]
+    feats, actions, pol = self.imagine(wm, wm_params, actor_params, start, key,
+                                       None if start_deter_proj is None else sg(start_deter_proj))
+    horizon = feats.shape[0]
+    # r_0 is never used; c_0 only enters the weights when I >= 3: skip the heads at f_0 for I = 2
+    # (f_0 is a detached start state, so this only saves compute).
+    pad = lambda x: jnp.concatenate([jnp.zeros_like(x[:1]), x], 0)
+    reward = pad(wm.reward(wm_params, feats[1:]))  # [I, N], reward[0] = 0 (unused)
+    if horizon >= 3:
+      cont = c.discount * wm.cont_prob(wm_params, feats)  # [I, N]
+    else:
+      cont = pad(c.discount * wm.cont_prob(wm_params, feats[1:]))  # cont[0] unused
     value = self.value(critic_params, feats)  # [I, N]
     returns = lambda_returns(reward, cont, value, c.discount_lambda)  # [I-1, N]
     weights = return_weights(cont)  # [I-1, N]
@@ -167,13 +183,13 @@ class ActorCritic:
     metrics = {
         'ac/actor_loss': loss,
         'ac/return_mean': jnp.mean(returns),
-        'ac/reward_mean': jnp.mean(reward),
+        'ac/reward_mean': jnp.mean(reward[1:]),
         'ac/value_mean': jnp.mean(value),
         'ac/entropy': jnp.mean(entropy),
         'ac/retnorm_scale': scale,
         'ac/retnorm_lo': retnorm[0],
         'ac/retnorm_hi': retnorm[1],
-        'ac/cont_mean': jnp.mean(cont),
+        'ac/cont_mean': jnp.mean(cont[1:]),
         'ac/action_abs_mean': jnp.mean(jnp.abs(actions)),
     }
     aux = {'feats': sg(feats), 'returns': sg(returns), 'weights': weights, 'retnorm': retnorm,

@@ -109,14 +109,18 @@ class Agent:
     # 3. start states: detached posteriors at behavior_batch_length indices per sequence
     n = c.behavior_batch_length
     idx = jax.random.randint(k_start, (b, n), 0, wm_horizon)
-    start = jax.tree.map(
-        lambda x: jnp.take_along_axis(
-            jax.lax.stop_gradient(x), idx.reshape(idx.shape + (1,) * (x.ndim - 2)), 1
-        ).reshape((b * n,) + x.shape[2:]), post)
+    gather = lambda x: jnp.take_along_axis(
+        x, idx.reshape(idx.shape + (1,) * (x.ndim - 2)), 1).reshape((b * n,) + x.shape[2:])
+    post = jax.lax.stop_gradient(post)
+    start = jax.tree.map(gather, post)
+    # the h-part of the first imagination GRU matmul, once per posterior state (B*T <= B*n rows)
+    # with the updated world model, instead of once per start
+    start_deter_proj = gather(wm.deter_proj(wm_params, post['deter'])) if n >= t else None
 
     # 4. actor and critic (losses both from the pre-update actor/critic)
     (actor_loss, aux), g_actor = jax.value_and_grad(ac.actor_loss, has_aux=True)(
-        params['actor'], wm, wm_params, params['critic'], start, k_imag, state.retnorm)
+        params['actor'], wm, wm_params, params['critic'], start, k_imag, state.retnorm,
+        start_deter_proj)
     critic_loss, g_critic = jax.value_and_grad(ac.critic_loss)(
         params['critic'], slow, aux['feats'], aux['returns'], aux['weights'])
     upd, opt_actor = opts['actor'].update(g_actor, opt_state['actor'], params['actor'])

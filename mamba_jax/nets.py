@@ -105,14 +105,31 @@ def linear(features: int, dtype: Dtype, *, use_bias: bool = False, init: str = '
 
 
 class DenseLN(nn.Module):
-  """Linear(no bias) -> LayerNorm(eps 1e-3) -> SiLU.  [..., I] -> [..., units]."""
+  """Linear(no bias) -> LayerNorm(eps 1e-3) -> SiLU.  [..., I] -> [..., units].
+
+  ``x`` may also be a tuple of parts whose concatenation (last axis) is the layer input, with
+  ``gather`` a matching tuple of index arrays (or None): part i is projected by its slice of the
+  kernel on its own rows, then gathered along axis 1 (``take_along_axis``) before the sum. This
+  evaluates a layer over gathered/tiled inputs without materialising or re-multiplying them.
+  """
   units: int
   dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    x = linear(self.units, self.dtype)(x)
-    return nn.silu(layer_norm(self.dtype)(x))
+  def __call__(self, x, gather=None) -> jax.Array:
+    parts = x if isinstance(x, (tuple, list)) else (x,)
+    gather = gather if gather is not None else (None,) * len(parts)
+    sizes = [p.shape[-1] for p in parts]
+    kernel = self.param('kernel', trunc_normal_init(), (sum(sizes), self.units), jnp.float32)
+    kernel = kernel.astype(self.dtype)
+    out, start = 0.0, 0
+    for part, idx, size in zip(parts, gather, sizes):
+      y = jnp.dot(part.astype(self.dtype), kernel[start:start + size])
+      start += size
+      if idx is not None:
+        y = jnp.take_along_axis(y, idx.reshape(idx.shape + (1,) * (y.ndim - idx.ndim)), axis=1)
+      out = out + y
+    return nn.silu(layer_norm(self.dtype)(out))
 
 
 class MLP(nn.Module):
@@ -128,11 +145,12 @@ class MLP(nn.Module):
   dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x, gather=None) -> jax.Array:
+    """x [..., I] (or parts + gather indices for the first layer, see DenseLN)."""
     if self.symlog_inputs:
       x = symlog(x)
-    for _ in range(self.layers):
-      x = DenseLN(self.units, self.dtype)(x)
+    for i in range(self.layers):
+      x = DenseLN(self.units, self.dtype)(x, gather if i == 0 else None)
     if self.out is not None:
       x = linear(self.out, self.dtype, use_bias=True, init='uniform', scale=self.out_scale,
                  name='out')(x).astype(jnp.float32)
@@ -144,16 +162,45 @@ class GRULN(nn.Module):
 
   parts = LN(W [x, h]) (W without bias), split into (reset, cand, update);
   r = sigmoid(reset); c = tanh(r * cand); u = sigmoid(update - 1); h' = u c + (1 - u) h.
-  x: [..., I], h: [..., D] (float32) -> h': [..., D] float32.
+  x: [..., inputs], h: [..., D] (float32) -> h': [..., D] float32.
+  ``h_proj`` = ``project_h(h)`` (the h-part of W [x, h]) may be passed in when it was computed
+  beforehand (e.g. once per unique start state of an imagination).
   """
   deter: int
+  inputs: int
   dtype: Dtype = jnp.float32
 
-  @nn.compact
-  def __call__(self, x: jax.Array, h: jax.Array) -> jax.Array:
+  def setup(self):
+    self.kernel = self.param('kernel', trunc_normal_init(),
+                             (self.inputs + self.deter, 3 * self.deter), jnp.float32)
+    self.norm = layer_norm(jnp.float32)
+
+  def project_h(self, h: jax.Array) -> jax.Array:
+    """W_h h: [..., D] -> [..., 3D] (compute dtype)."""
+    return jnp.dot(h.astype(self.dtype), self.kernel[self.inputs:].astype(self.dtype))
+
+  def __call__(self, x: jax.Array, h: jax.Array, h_proj: jax.Array | None = None) -> jax.Array:
+    kernel = self.kernel.astype(self.dtype)
+    if h_proj is None:
+      parts = jnp.dot(jnp.concatenate([x.astype(self.dtype), h.astype(self.dtype)], -1), kernel)
+    else:
+      parts = jnp.dot(x.astype(self.dtype), kernel[:self.inputs]) + h_proj
+    return self._gates(parts, h)
+
+  def with_offset(self, x: jax.Array, h: jax.Array, offset: jax.Array
+                  ) -> tuple[jax.Array, jax.Array]:
+    """Same as __call__ but with sg(kernel) and ``offset`` (zeros) added to the matmul output.
+
+    Returns (h', [x, h]). Used by ``rssm.observe`` to take the kernel gradient out of the scan:
+    d loss / d offset_t is the matmul-output cotangent of step t, so the kernel gradient is one
+    big matmul [x, h]^T d offset over all steps instead of one small one per step.
+    """
     inp = jnp.concatenate([x.astype(self.dtype), h.astype(self.dtype)], -1)
-    parts = linear(3 * self.deter, self.dtype, name='kernel')(inp)
-    parts = layer_norm(jnp.float32, name='norm')(parts)
+    parts = jnp.dot(inp, jax.lax.stop_gradient(self.kernel).astype(self.dtype)) + offset
+    return self._gates(parts, h), inp
+
+  def _gates(self, parts: jax.Array, h: jax.Array) -> jax.Array:
+    parts = self.norm(parts)
     reset, cand, update = jnp.split(parts, 3, axis=-1)
     reset = jax.nn.sigmoid(reset)
     cand = jnp.tanh(reset * cand)
@@ -263,7 +310,7 @@ class VectorDecoder(nn.Module):
   dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, feat: jax.Array) -> dict:
-    x = MLP(self.layers, self.units, dtype=self.dtype, name='trunk')(feat)
+  def __call__(self, feat, gather=None) -> dict:
+    x = MLP(self.layers, self.units, dtype=self.dtype, name='trunk')(feat, gather)
     return {k: linear(d, self.dtype, use_bias=True, init='uniform', scale=1.0,
                       name=f'out_{k}')(x).astype(jnp.float32) for k, d in self.keys}

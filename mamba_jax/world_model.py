@@ -133,7 +133,14 @@ class WorldModel:
       params[name] = self.head(name).init(keys[name], jnp.zeros((1, in_dim)))['params']
     return params
 
-  def apply_head(self, params, name: str, x: jax.Array):
+  def apply_head(self, params, name: str, x):
+    """x: [..., F] or (parts, gather) for the split first layer of the multi heads."""
+    if isinstance(x, tuple):
+      parts, gather = x
+      if name.endswith('image_decoder'):  # the CNN decoder takes one materialised input
+        parts = [p if g is None else _gather(p, g) for p, g in zip(parts, gather)]
+        return self.head(name).apply({'params': params[name]}, jnp.concatenate(parts, -1))
+      return self.head(name).apply({'params': params[name]}, parts, gather)
     return self.head(name).apply({'params': params[name]}, x)
 
   def embed(self, params, obs: dict) -> jax.Array:
@@ -143,8 +150,12 @@ class WorldModel:
   def initial_state(self, params, batch_shape) -> rssm_lib.State:
     return rssm_lib.initial_state(self.rssm, params['rssm'], tuple(batch_shape))
 
-  def img_step(self, params, state, action, key, sample=True):
-    return rssm_lib.img_step(self.rssm, params['rssm'], state, action, key, sample)
+  def img_step(self, params, state, action, key, sample=True, deter_proj=None):
+    return rssm_lib.img_step(self.rssm, params['rssm'], state, action, key, sample, deter_proj)
+
+  def deter_proj(self, params, deter: jax.Array) -> jax.Array:
+    """The h-part of the GRU input matmul, [..., D] -> [..., 3D] (see rssm.img_step)."""
+    return self.rssm.apply({'params': params['rssm']}, deter, method=rssm_lib.RSSM.deter_proj)
 
   def obs_step(self, params, state, action, embed, is_first, key, sample=True):
     return rssm_lib.obs_step(self.rssm, params['rssm'], state, action, embed, is_first, key,
@@ -208,9 +219,11 @@ class WorldModel:
                                jnp.ones((b, n), jnp.float32))
     w = c.reconstruction_window
     if w > 0:
-      feat_m, embed_m, tgt_m, mask_m = multi_window(
-          feat, embed, targets, idx, wm_horizon, w, c.multi_head_pairing)
-      x = jnp.concatenate([feat_m, embed_m.astype(feat_m.dtype)], -1)
+      feat_pos, embed_m, tgt_m, mask_m = multi_window(
+          embed, targets, idx, wm_horizon, w, c.multi_head_pairing)
+      # input [feat_s[feat_pos], embed_m]: the feat part of the first layer is computed once
+      # per sampled step and then gathered (see nets.DenseLN)
+      x = ((feat_s, embed_m), (feat_pos, None))
       losses.update(self._head_losses(params, 'multi_', x, tgt_m, mask_m))
     for name, value in losses.items():
       metrics[f'wm/{name}'] = value
@@ -295,33 +308,33 @@ def _gather_tree(tree: dict, idx: jax.Array) -> dict:
   return {k: _gather(v, idx) for k, v in tree.items()}
 
 
-def multi_window(feat, embed, targets: dict, idx: jax.Array, wm_horizon: jax.Array, window: int,
+def multi_window(embed, targets: dict, idx: jax.Array, wm_horizon: jax.Array, window: int,
                  pairing: str):
   """Inputs/targets of the multi heads (spec 5.4).
 
   For sampled step s = idx[b, i] and w in [0, W): embed index s - 1 + w, target index s + w, at
   flat position p = i W + w (interleaved). Targets at index 0 or >= wm_horizon are masked;
   embeddings at index -1 or >= wm_horizon are replaced by embed_0. The belief paired with p is
-  feat_{idx[p // W]} ('aligned') or, as in the official code, feat_{idx[p mod N]}
+  the feature of sample p // W ('aligned') or, as in the official code, of sample p mod N
   ('official_tiled': the N sampled features tiled W times).
-  feat [B, T, F], embed [B, T, E], targets {k: [B, T, ...]}, idx [B, N] ->
-  (feat [B, N W, F], embed [B, N W, E], targets {k: [B, N W, ...]}, mask [B, N W]).
+  embed [B, T, E], targets {k: [B, T, ...]}, idx [B, N] ->
+  (feat_pos [B, N W] index into the N samples, embed [B, N W, E], targets {k: [B, N W, ...]},
+   mask [B, N W]).
   """
   b, n = idx.shape
-  t = feat.shape[1]
-  offs = jnp.arange(window)
+  t = embed.shape[1]
   s_rep = jnp.repeat(idx, window, axis=1)  # [B, N W]: s_{p // W}
-  w = jnp.tile(offs, n)[None, :]  # [1, N W]: p mod W
+  w = jnp.tile(jnp.arange(window), n)[None, :]  # [1, N W]: p mod W
   tgt_idx = s_rep + w
   emb_idx = s_rep - 1 + w
   mask = ((tgt_idx > 0) & (tgt_idx < wm_horizon)).astype(jnp.float32)
   emb_idx = jnp.where((emb_idx < 0) | (emb_idx >= wm_horizon), 0, emb_idx)
   tgt_idx = jnp.clip(tgt_idx, 0, t - 1)
   if pairing == 'official_tiled':
-    feat_idx = jnp.tile(idx, (1, window))  # [B, N W]: s_{p mod N}
+    feat_pos = jnp.tile(jnp.arange(n), window)  # p mod N
   elif pairing == 'aligned':
-    feat_idx = s_rep
+    feat_pos = jnp.repeat(jnp.arange(n), window)  # p // W
   else:
     raise ValueError(pairing)
-  return (_gather(feat, feat_idx), _gather(embed, emb_idx), _gather_tree(targets, tgt_idx),
-          mask)
+  feat_pos = jnp.broadcast_to(feat_pos[None], (b, n * window))
+  return feat_pos, _gather(embed, emb_idx), _gather_tree(targets, tgt_idx), mask

@@ -99,3 +99,13 @@ def test_critic_loss_gradients_only_to_critic(setup):
   assert any(np.any(x != 0) for x in jax.tree.leaves(g_c))
   assert all(np.all(x == 0) for x in jax.tree.leaves(g_s))
   assert np.all(g_f == 0) and np.all(g_r == 0)  # nothing flows back into actor/imagination
+
+
+def test_precomputed_start_projection_is_equivalent(setup):
+  wm, ac, wm_params, params, start = setup
+  proj = wm.deter_proj(wm_params, start['deter'])
+  args = (params['actor'], wm, wm_params, params['critic'], start, jax.random.key(5), jnp.zeros(2))
+  l1, a1 = ac.actor_loss(*args)
+  l2, a2 = ac.actor_loss(*args, start_deter_proj=proj)
+  np.testing.assert_allclose(l1, l2, rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(a1['returns'], a2['returns'], rtol=1e-5, atol=1e-6)

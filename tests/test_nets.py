@@ -37,22 +37,25 @@ def test_dense_ln_no_bias_and_layernorm_eps():
   m = nets.DenseLN(8)
   x = jax.random.normal(jax.random.key(0), (3, 5))
   p = m.init(jax.random.key(1), x)['params']
-  assert set(p['Dense_0']) == {'kernel'}  # no bias
+  assert set(p) == {'kernel', 'LayerNorm_0'}  # no bias
   y = m.apply({'params': p}, x)
-  h = np.asarray(x @ p['Dense_0']['kernel'])
+  h = np.asarray(x @ p['kernel'])
   h = (h - h.mean(-1, keepdims=True)) / np.sqrt(h.var(-1, keepdims=True) + 1e-3)
   np.testing.assert_allclose(y, h / (1 + np.exp(-h)), rtol=1e-4, atol=1e-5)
 
 
 def test_gru_ln_equations():
-  cell = nets.GRULN(4)
+  cell = nets.GRULN(4, 3)
   x = jax.random.normal(jax.random.key(0), (2, 3))
   h = jax.random.normal(jax.random.key(1), (2, 4))
   p = cell.init(jax.random.key(2), x, h)['params']
   p = jax.tree.map(lambda v: v + 0.1 * jax.random.normal(jax.random.key(3), v.shape), p)
   out = cell.apply({'params': p}, x, h)
-  w = np.asarray(p['kernel']['kernel'])
-  assert w.shape == (3 + 4, 12) and 'bias' not in p['kernel']
+  w = np.asarray(p['kernel'])
+  assert w.shape == (3 + 4, 12)
+  # the split path (precomputed h-part) gives the same result
+  hp = cell.apply({'params': p}, h, method=nets.GRULN.project_h)
+  np.testing.assert_allclose(cell.apply({'params': p}, x, h, hp), out, rtol=1e-5, atol=1e-6)
   parts = np.concatenate([x, h], -1) @ w
   mu, var = parts.mean(-1, keepdims=True), parts.var(-1, keepdims=True)
   parts = (parts - mu) / np.sqrt(var + 1e-3) * np.asarray(p['norm']['scale']) + np.asarray(
@@ -62,6 +65,17 @@ def test_gru_ln_equations():
   c = np.tanh(sig(reset) * cand)
   u = sig(update - 1)
   np.testing.assert_allclose(out, u * c + (1 - u) * np.asarray(h), rtol=1e-4, atol=1e-5)
+
+
+def test_dense_ln_parts_and_gather_equal_concat():
+  m = nets.DenseLN(6)
+  a = jax.random.normal(jax.random.key(0), (2, 4, 3))
+  e = jax.random.normal(jax.random.key(1), (2, 8, 5))
+  pos = jnp.array([[0, 1, 2, 3, 0, 1, 2, 3], [3, 3, 2, 2, 1, 1, 0, 0]])
+  full = jnp.concatenate([jnp.take_along_axis(a, pos[..., None], 1), e], -1)
+  p = m.init(jax.random.key(2), full)['params']
+  np.testing.assert_allclose(m.apply({'params': p}, (a, e), (pos, None)),
+                             m.apply({'params': p}, full), rtol=1e-5, atol=1e-6)
 
 
 def test_mlp_output_zero_init():

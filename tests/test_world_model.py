@@ -69,13 +69,15 @@ def test_multi_window_pairing():
   embed = 100 + jnp.arange(t, dtype=jnp.float32)[None, :, None]
   targets = {'reward': jnp.arange(t, dtype=jnp.float32)[None]}
   idx = jnp.array([[0, 7]])
-  f, e, tg, m = wm_lib.multi_window(feat, embed, targets, idx, jnp.int32(8), w, 'official_tiled')
+  pos, e, tg, m = wm_lib.multi_window(embed, targets, idx, jnp.int32(8), w, 'official_tiled')
+  f = wm_lib._gather(wm_lib._gather(feat, idx), pos)
   # interleaved windows: (s0,w0) (s0,w1) (s0,w2) (s1,w0) (s1,w1) (s1,w2)
   np.testing.assert_array_equal(tg['reward'][0], [0, 1, 2, 7, 8, 9])
   np.testing.assert_array_equal(m[0], [0, 1, 1, 1, 0, 0])  # index 0 and >= wm_horizon masked
   np.testing.assert_array_equal(e[0, :, 0], [100, 100, 101, 106, 107, 100])  # -1/>=8 -> e_0
   np.testing.assert_array_equal(f[0, :, 0], [0, 7, 0, 7, 0, 7])  # tiled
-  f, *_ = wm_lib.multi_window(feat, embed, targets, idx, jnp.int32(8), w, 'aligned')
+  pos, *_ = wm_lib.multi_window(embed, targets, idx, jnp.int32(8), w, 'aligned')
+  f = wm_lib._gather(wm_lib._gather(feat, idx), pos)
   np.testing.assert_array_equal(f[0, :, 0], [0, 0, 0, 7, 7, 7])
 
 
