@@ -150,6 +150,19 @@ class MetaEpisode:
             starts={"obs": starts.obs, "inner": starts.inner, "key": starts.key},
         )
 
+    def _next_start(self, starts: PyTree, cur: jax.Array) -> PyTree:
+        """Pre-drawn start state of sub-episode cur + 1 (clamped to K - 1).
+
+        A chain of K - 1 selects rather than a dynamic index: K is small and, once vmapped, a
+        gather costs more than the selects on CPU.
+        """
+        def pick(x):
+            out = x[self.K - 1]
+            for k in range(self.K - 2, 0, -1):
+                out = jnp.where(cur + 1 == k, x[k], out)
+            return out
+        return jax.tree_util.tree_map(pick, starts)
+
     def step(self, mstate: MetaState, action: jax.Array) -> MetaState:
         """One env step; resets the base state (same task) at sub-episode boundaries."""
         action = self.env.check_action(action)
@@ -161,8 +174,7 @@ class MetaEpisode:
         sub_done = (sub_t >= self.H) | stepped.done
         done = sub_done & (cur >= self.K - 1)
         # Start state of the next sub-episode (clamped: after the last one nothing is used).
-        nxt = jnp.minimum(cur + 1, self.K - 1)
-        start = jax.tree_util.tree_map(lambda x: x[nxt], mstate.starts)
+        start = self._next_start(mstate.starts, cur)
         reset = sub_done & ~done
         sel = lambda a, b: jnp.where(reset, a, b)  # noqa: E731
         env_state = stepped.replace(

@@ -11,7 +11,9 @@ a corridor column, only at y = 0.
 Task: for each room one goal among its 4 corners (4^N tasks). Reward: -0.1 per step, replaced by
 +1.0 on the goal of room i if the goals of rooms 0..i-1 were reached earlier in this sub-episode
 and (goal i is not yet reached or i is the last room). ``inner['reached']`` [N] holds the flags;
-they are cleared by ``reset`` (i.e. at every sub-episode boundary).
+a goal becomes "reached" only on a step where it pays, so standing on room 1's goal before room
+0's is done neither pays nor counts. The flags are cleared by ``reset`` (i.e. at every
+sub-episode boundary).
 
 Observation ``state`` = ((x + 2) * 2/W - 1, (y + 2) * 2/3 - 1) [2] f32.
 
@@ -28,8 +30,6 @@ import numpy as np
 
 from envs.core import Env, EnvState, register
 
-# (dx, dy) of actions 0 noop, 1 up, 2 right, 3 down, 4 left.
-MOVES = np.array([[0, 0], [0, 1], [1, 0], [0, -1], [-1, 0]], np.int32)
 STEP_REWARD = -0.1
 GOAL_REWARD = 1.0
 
@@ -94,8 +94,9 @@ class Rooms(Env):
     def move(self, xy: jax.Array, action_index: jax.Array) -> jax.Array:
         """Grid dynamics: cell [2] int32, action index [] -> next cell [2] int32."""
         x, y = xy[0], xy[1]
-        dx = jnp.asarray(MOVES[:, 0])[action_index]
-        dy = jnp.asarray(MOVES[:, 1])[action_index]
+        # Comparisons instead of a table lookup: a gather is slow once vmapped on CPU.
+        dx = (action_index == 2).astype(jnp.int32) - (action_index == 4).astype(jnp.int32)
+        dy = (action_index == 1).astype(jnp.int32) - (action_index == 3).astype(jnp.int32)
         nx, ny = x + dx, y + dy
         in_corridor = (x % 6) >= 3
         target_corridor = (nx % 6) >= 3
@@ -105,16 +106,17 @@ class Rooms(Env):
         return jnp.where(ok, jnp.stack([nx, ny]), xy)
 
     def step(self, state: EnvState, action: jax.Array) -> EnvState:
-        action = self.check_action(action)
-        action_index = jnp.argmax(jnp.nan_to_num(action, nan=0.0))
+        action = jnp.nan_to_num(self.check_action(action), nan=0.0)
+        action_index = jnp.argmax(action)
         xy = self.move(state.inner["xy"], action_index)
         reached = state.inner["reached"]
-        on_goal = jnp.all(state.task["goals"] == xy, axis=-1)  # [N]
-        # Goals of all earlier rooms reached: exclusive cumulative AND over the flags.
-        prev_done = jnp.concatenate([jnp.ones((1,), jnp.bool_),
-                                     jnp.cumprod(reached[:-1].astype(jnp.int32)).astype(jnp.bool_)])
-        is_last = jnp.arange(self.num_rooms) == self.num_rooms - 1
-        pays = on_goal & prev_done & (~reached | is_last)
+        goals = state.task["goals"]
+        on_goal = (goals[:, 0] == xy[0]) & (goals[:, 1] == xy[1])  # [N]
+        # Room i's goal pays if rooms 0..i-1 are reached and (i not reached or i is the last).
+        prefix = jnp.concatenate([jnp.ones((1,), jnp.bool_),
+                                  jnp.cumprod(reached[:-1].astype(jnp.int32)).astype(jnp.bool_)])
+        not_last = jnp.arange(self.num_rooms) < self.num_rooms - 1
+        pays = on_goal & prefix & ~(reached & not_last)
         reward = jnp.where(jnp.any(pays), GOAL_REWARD, STEP_REWARD).astype(jnp.float32)
         return state.replace(
             obs=self.observe(xy),

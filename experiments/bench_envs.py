@@ -10,7 +10,8 @@ meta-episodes and scans ``MetaEpisode.step`` (vmapped) over whole meta-episodes,
   random-policy prefill pays).
 
 Compile time (lower + compile) is reported separately; steps/s is the best of ``reps`` timed calls
-(``block_until_ready``). If ``experiments.bench_mjx`` exists and ``mujoco`` imports, its
+(``block_until_ready``), also per second of process CPU time, which other jobs sharing the
+cores do not inflate. If ``experiments.bench_mjx`` exists and ``mujoco`` imports, its
 ``run(quick)`` rows are merged into the output.
 
 Usage: python -m experiments.bench_envs [--quick] [--out bench_out/bench_envs.json]
@@ -40,8 +41,16 @@ def make_runner(meta: MetaEpisode, batch: int, n_meta: int, sample_actions: bool
     reset = jax.vmap(meta.reset)
     step = jax.vmap(meta.step)
 
-    def one_meta_episode(total, inputs):
-        key, actions = inputs
+    def run(key, actions):
+        def one_meta_episode(total, key):
+            return total + play(key, actions), None
+
+        total, _ = jax.lax.scan(one_meta_episode, jnp.zeros((), jnp.float32),
+                                jax.random.split(key, n_meta))
+        return total
+
+    def play(key, actions):
+        """One batch of meta-episodes -> summed reward."""
         k_reset, k_act = jax.random.split(key)
         ms = reset(jax.random.split(k_reset, batch))
 
@@ -56,13 +65,7 @@ def make_runner(meta: MetaEpisode, batch: int, n_meta: int, sample_actions: bool
 
         xs = jax.random.split(k_act, meta.length) if sample_actions else actions
         (ms, acc), _ = jax.lax.scan(body, (ms, jnp.zeros((batch,), jnp.float32)), xs, unroll=unroll)
-        return total + jnp.sum(acc), None
-
-    def run(key, actions):
-        keys = jax.random.split(key, n_meta)
-        acts = jnp.broadcast_to(actions, (n_meta,) + actions.shape)
-        total, _ = jax.lax.scan(one_meta_episode, jnp.zeros((), jnp.float32), (keys, acts))
-        return total
+        return jnp.sum(acc)
 
     return run
 
@@ -78,11 +81,12 @@ def bench_one(name: str, batch: int, target_steps: int, reps: int, sample_action
     compiled = run.lower(key, actions).compile()
     compile_s = time.perf_counter() - t0
     compiled(key, actions).block_until_ready()  # warm-up
-    times = []
+    times, cpu_times = [], []
     for rep in range(reps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         compiled(jax.random.key(rep + 2), actions).block_until_ready()
         times.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)
     steps = n_meta * batch * meta.length
     return {
         "task": name,
@@ -95,7 +99,16 @@ def bench_one(name: str, batch: int, target_steps: int, reps: int, sample_action
         "best_s": round(min(times), 5),
         "steps_per_s": steps / min(times),
         "median_steps_per_s": steps / sorted(times)[len(times) // 2],
+        # Process CPU time: robust to other jobs sharing the cores (wall time is not).
+        "steps_per_cpu_s": steps / min(cpu_times),
+        "load_avg_1min": os.getloadavg()[0],
     }
+
+
+def target_steps(batch: int, quick: bool) -> int:
+    """Env steps per timed call: enough that one call takes roughly 0.1-1 s on a small CPU."""
+    per_env = 3_000 if quick else 30_000
+    return min(batch * per_env, 300_000 if quick else 10_000_000)
 
 
 def mjx_rows(quick: bool) -> list[dict]:
@@ -119,20 +132,20 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     batches = args.batches or ([1, 64] if args.quick else [1, 64, 1024, 4096])
-    reps = 2 if args.quick else 5
+    reps = 2 if args.quick else 3
     rows = []
-    header = f"{'task':18s} {'variant':8s} {'batch':>6s} {'compile_s':>9s} {'steps/s':>12s}"
+    header = (f"{'task':18s} {'variant':8s} {'batch':>6s} {'compile_s':>9s} {'steps/s':>12s} "
+              f"{'steps/cpu-s':>12s}")
     print(header)
     print("-" * len(header))
     for name in args.tasks:
         for variant in (False, True):
             for batch in batches:
-                target = (2_000 if args.quick else 200_000) * min(batch, 64) if batch < 1024 else (
-                    200_000 if args.quick else 20_000_000)
+                target = target_steps(batch, args.quick)
                 row = bench_one(name, batch, target, reps, variant, args.unroll)
                 rows.append(row)
                 print(f"{name:18s} {row['variant']:8s} {batch:6d} {row['compile_s']:9.2f} "
-                      f"{row['steps_per_s']:12.4g}", flush=True)
+                      f"{row['steps_per_s']:12.4g} {row['steps_per_cpu_s']:12.4g}", flush=True)
     if not args.no_mjx:
         rows += mjx_rows(args.quick)
 
