@@ -42,6 +42,8 @@ import mujoco  # noqa: E402
 with contextlib.redirect_stdout(io.StringIO()):  # mjx prints a warning when warp is absent.
     from mujoco import mjx  # noqa: E402
 
+from flax import struct  # noqa: E402
+
 from envs.core import Env, EnvState, register  # noqa: E402
 
 ASSET_DIR = pathlib.Path(__file__).resolve().parent / "assets"
@@ -96,6 +98,20 @@ def _template_data(*args) -> mjx.Data:
         return mjx.make_data(tuned_model(*args), impl="jax")
 
 
+@struct.dataclass
+class PhysState:
+    """The part of ``mjx.Data`` that carries over between env steps: [nq], [nv], [nv] float32.
+
+    Everything else in ``mjx.Data`` (kinematics, contacts, constraint rows, ...) is recomputed by
+    ``mjx.step`` from these, so carrying the full ``mjx.Data`` through scans, the replay of
+    start states and ``jnp.where`` at sub-episode boundaries would only move memory.
+    """
+
+    qpos: jax.Array
+    qvel: jax.Array
+    qacc_warmstart: jax.Array
+
+
 class MjxEnv(Env):
     """Shared MJX plumbing. Subclasses set ``xml_name``, ``frame_skip`` and the option fields."""
 
@@ -138,18 +154,28 @@ class MjxEnv(Env):
         """Seconds of simulated time per env step."""
         return float(self.mj_model.opt.timestep) * self.frame_skip
 
-    def _init_data(self, qpos: jax.Array, qvel: jax.Array) -> mjx.Data:
-        data = _template_data(*self._model_key())
-        return data.replace(qpos=qpos.astype(data.qpos.dtype), qvel=qvel.astype(data.qvel.dtype))
+    def _init_phys(self, qpos: jax.Array, qvel: jax.Array) -> PhysState:
+        return PhysState(
+            qpos=qpos.astype(jnp.float32),
+            qvel=qvel.astype(jnp.float32),
+            qacc_warmstart=jnp.zeros_like(qvel, jnp.float32),
+        )
 
-    def _physics_step(self, data: mjx.Data, ctrl: jax.Array) -> mjx.Data:
+    def _data(self, phys: PhysState) -> mjx.Data:
+        """A full ``mjx.Data`` for ``phys`` (derived quantities not yet computed)."""
+        data = _template_data(*self._model_key())
+        return data.replace(qpos=phys.qpos, qvel=phys.qvel, qacc_warmstart=phys.qacc_warmstart)
+
+    def _physics_step(self, phys: PhysState, ctrl: jax.Array) -> tuple[PhysState, mjx.Data]:
         """``frame_skip`` MJX steps with a held control (clamped to ctrlrange by MuJoCo)."""
         model = self.mjx_model
+        data = self._data(phys)
         data = data.replace(ctrl=ctrl.astype(data.ctrl.dtype))
-        return jax.lax.fori_loop(0, self.frame_skip, lambda _, d: mjx.step(model, d), data)
+        data = jax.lax.fori_loop(0, self.frame_skip, lambda _, d: mjx.step(model, d), data)
+        return PhysState(data.qpos, data.qvel, data.qacc_warmstart), data
 
     @staticmethod
-    def _diverged(data: mjx.Data) -> jax.Array:
+    def _diverged(data) -> jax.Array:
         return ~(jnp.all(jnp.isfinite(data.qpos)) & jnp.all(jnp.isfinite(data.qvel)))
 
 
@@ -210,9 +236,9 @@ class ReacherGoal(MjxEnv):
             jax.random.uniform(k_sh, (), minval=-jnp.pi, maxval=jnp.pi),
             jax.random.uniform(k_wr, (), minval=float(lo), maxval=float(hi)),
         ])
-        data = self._init_data(qpos, jnp.zeros(2))
-        data = mjx.kinematics(self.mjx_model, data)
-        inner = {"data": data, "goal_idx": jnp.zeros((), jnp.int32)}
+        phys = self._init_phys(qpos, jnp.zeros(2))
+        data = mjx.kinematics(self.mjx_model, self._data(phys))
+        inner = {"data": phys, "goal_idx": jnp.zeros((), jnp.int32)}
         return EnvState(
             obs=self._obs(data),
             reward=jnp.zeros((), jnp.float32),
@@ -229,7 +255,7 @@ class ReacherGoal(MjxEnv):
 
     def step(self, state: EnvState, action: jax.Array) -> EnvState:
         action = self.check_action(action)
-        data = self._physics_step(state.inner["data"], action)
+        phys, data = self._physics_step(state.inner["data"], action)
         # mjx.step leaves positions at the start of the step: refresh them for the observation.
         data = mjx.kinematics(self.mjx_model, data)
         goals = state.task["goals"]
@@ -241,9 +267,9 @@ class ReacherGoal(MjxEnv):
         return EnvState(
             obs=self._obs(data),
             reward=jnp.nan_to_num(reward).astype(jnp.float32),
-            done=self._diverged(data),
+            done=self._diverged(phys),
             task=state.task,
-            inner={"data": data, "goal_idx": idx},
+            inner={"data": phys, "goal_idx": idx},
             key=state.key,
         )
 
@@ -292,22 +318,21 @@ class _Cheetah(MjxEnv):
             raise ValueError(f"contacts must be one of {sorted(choices)}, got {self.contacts!r}")
         return choices[self.contacts]
 
-    def _obs(self, data: mjx.Data) -> jax.Array:
-        return jnp.nan_to_num(jnp.concatenate([data.qpos[1:], data.qvel])).astype(jnp.float32)
+    def _obs(self, phys: PhysState) -> jax.Array:
+        return jnp.nan_to_num(jnp.concatenate([phys.qpos[1:], phys.qvel])).astype(jnp.float32)
 
     def reset(self, key: jax.Array, task: dict) -> EnvState:
         key, k_pos, k_vel = jax.random.split(key, 3)
         m = self.mj_model
         qpos = jnp.asarray(m.qpos0) + jax.random.uniform(k_pos, (m.nq,), minval=-0.1, maxval=0.1)
         qvel = 0.1 * jax.random.normal(k_vel, (m.nv,))
-        # No mjx.forward: qpos/qvel are the whole state and mjx.step recomputes the rest.
-        data = self._init_data(qpos, qvel)
+        phys = self._init_phys(qpos, qvel)
         return EnvState(
-            obs=self._obs(data),
+            obs=self._obs(phys),
             reward=jnp.zeros((), jnp.float32),
             done=jnp.zeros((), bool),
             task=task,
-            inner=data,
+            inner=phys,
             key=key,
         )
 
@@ -321,15 +346,15 @@ class _Cheetah(MjxEnv):
     def step(self, state: EnvState, action: jax.Array) -> EnvState:
         action = self.check_action(action)
         x_before = state.inner.qpos[0]
-        data = self._physics_step(state.inner, action)
-        forward_vel = (data.qpos[0] - x_before) / self.dt
+        phys, _ = self._physics_step(state.inner, action)
+        forward_vel = (phys.qpos[0] - x_before) / self.dt
         reward = self.reward(forward_vel, action, state.task)
         return EnvState(
-            obs=self._obs(data),
+            obs=self._obs(phys),
             reward=jnp.nan_to_num(reward).astype(jnp.float32),
-            done=self._diverged(data),
+            done=self._diverged(phys),
             task=state.task,
-            inner=data,
+            inner=phys,
             key=state.key,
         )
 
