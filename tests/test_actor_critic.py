@@ -1,5 +1,7 @@
 """Tests for mamba_jax.actor_critic: lambda returns (spec 6.4), weights, return normalisation,
 and where gradients stop."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -10,6 +12,10 @@ from mamba_jax import actor_critic as ac_lib
 from mamba_jax import rssm as rssm_lib
 from mamba_jax.config import agent_config
 from mamba_jax.world_model import WorldModel
+
+# tests compile many small programs: XLA's backend optimisation level 0 halves compile time
+tjit = functools.partial(jax.jit, compiler_options={'xla_backend_optimization_level': 0})
+
 
 
 def _numpy_lambda(r, c, v, lam):
@@ -63,11 +69,11 @@ def setup(request):
       agent_config('tiny', actor_dist=dist_name, imag_gradient=grad))
   wm = WorldModel(cfg, obs_dim=3, action_dim=2)
   ac = ac_lib.ActorCritic(cfg, action_dim=2, discrete=discrete)
-  wm_params = wm.init(jax.random.key(0))
+  wm_params = tjit(wm.init)(jax.random.key(0))
   # non-zero reward/critic outputs so that every path carries signal
   bump = lambda p: jax.tree.map(lambda x: x + 0.05, p)
   wm_params = dict(wm_params, reward=bump(wm_params['reward']))
-  params = ac.init(jax.random.key(1), wm.feat_dim)
+  params = tjit(ac.init, static_argnums=1)(jax.random.key(1), wm.feat_dim)
   params = dict(params, critic=bump(params['critic']), slow_critic=bump(params['slow_critic']))
   start = rssm_lib.initial_state(wm.rssm, wm_params['rssm'], (6,))
   start = dict(start, deter=jax.random.normal(jax.random.key(2), start['deter'].shape))
@@ -77,7 +83,7 @@ def setup(request):
 def test_actor_loss_gradients_only_to_actor(setup):
   wm, ac, wm_params, params, start = setup
   f = lambda a, w, c: ac.actor_loss(a, wm, w, c, start, jax.random.key(3), jnp.zeros(2))[0]
-  g_a, g_w, g_c = jax.jit(jax.grad(f, argnums=(0, 1, 2)))(params['actor'], wm_params,
+  g_a, g_w, g_c = tjit(jax.grad(f, argnums=(0, 1, 2)))(params['actor'], wm_params,
                                                           params['critic'])
   assert all(np.all(x == 0) for x in jax.tree.leaves(g_w))  # world model frozen
   assert all(np.all(x == 0) for x in jax.tree.leaves(g_c))  # critic frozen
@@ -86,15 +92,16 @@ def test_actor_loss_gradients_only_to_actor(setup):
 
 def test_critic_loss_gradients_only_to_critic(setup):
   wm, ac, wm_params, params, start = setup
-  loss, aux = ac.actor_loss(params['actor'], wm, wm_params, params['critic'], start,
-                            jax.random.key(3), jnp.zeros(2))
+  loss, aux = tjit(ac.actor_loss, static_argnums=1)(params['actor'], wm, wm_params,
+                                                    params['critic'], start, jax.random.key(3),
+                                                    jnp.zeros(2))
   i = ac.config.imag_horizon
   assert aux['feats'].shape == (i, 6, wm.feat_dim) and aux['returns'].shape == (i - 1, 6)
 
   def f(critic, slow, feats, returns):
     return ac.critic_loss(critic, slow, feats, returns, aux['weights'])
 
-  g_c, g_s, g_f, g_r = jax.grad(f, argnums=(0, 1, 2, 3))(params['critic'], params['slow_critic'],
+  g_c, g_s, g_f, g_r = tjit(jax.grad(f, argnums=(0, 1, 2, 3)))(params['critic'], params['slow_critic'],
                                                         aux['feats'], aux['returns'])
   assert any(np.any(x != 0) for x in jax.tree.leaves(g_c))
   assert all(np.all(x == 0) for x in jax.tree.leaves(g_s))
@@ -104,8 +111,9 @@ def test_critic_loss_gradients_only_to_critic(setup):
 def test_precomputed_start_projection_is_equivalent(setup):
   wm, ac, wm_params, params, start = setup
   proj = wm.deter_proj(wm_params, start['deter'])
-  args = (params['actor'], wm, wm_params, params['critic'], start, jax.random.key(5), jnp.zeros(2))
-  l1, a1 = ac.actor_loss(*args)
-  l2, a2 = ac.actor_loss(*args, start_deter_proj=proj)
+  loss = tjit(lambda *a: ac.actor_loss(a[0], wm, *a[1:]))
+  args = (params['actor'], wm_params, params['critic'], start, jax.random.key(5), jnp.zeros(2))
+  l1, a1 = loss(*args)
+  l2, a2 = loss(*args, proj)
   np.testing.assert_allclose(l1, l2, rtol=1e-5, atol=1e-7)
   np.testing.assert_allclose(a1['returns'], a2['returns'], rtol=1e-5, atol=1e-6)

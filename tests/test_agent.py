@@ -1,5 +1,7 @@
 """Tests for mamba_jax.agent: interface, learning on a fixed batch, no retracing, acting, bf16."""
 import chex
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,6 +9,10 @@ import pytest
 
 from mamba_jax.agent import Agent, TrainState
 from mamba_jax.config import agent_config
+
+# tests compile many small programs: XLA's backend optimisation level 0 halves compile time
+tjit = functools.partial(jax.jit, compiler_options={'xla_backend_optimization_level': 0})
+
 
 B, T, OBS, A = 2, 20, 2, 2
 
@@ -32,7 +38,7 @@ def agent():
 
 @pytest.fixture(scope='module')
 def train_fn(agent):
-  @jax.jit
+  @tjit
   @chex.assert_max_traces(n=1)
   def step(state, batch, key, wm_horizon):
     return agent.train_step(state, batch, key, wm_horizon)
@@ -74,12 +80,10 @@ def test_policy_step(agent):
   obs = {'state': jnp.ones((n, OBS)), 'reward': jnp.zeros((n,)), 'time_step': jnp.zeros((n,)),
          'is_first': jnp.array([True, True, True])}
 
-  @jax.jit
+  @functools.partial(tjit, static_argnames='mode')
   @chex.assert_max_traces(n=2)  # one per value of the static ``mode``
   def act(state, obs, carry, key, mode):
     return agent.policy_step(state, obs, carry, key, mode)
-
-  act = jax.jit(act.__wrapped__, static_argnames='mode') if hasattr(act, '__wrapped__') else act
   action, carry1 = act(state, obs, carry, jax.random.key(1), mode=False)
   assert action.shape == (n, A) and carry1[1].shape == (n, A)
   np.testing.assert_array_equal(carry1[1], action)
@@ -108,7 +112,7 @@ def test_discrete_policy_step():
   state = agent.init(jax.random.key(0))
   obs = {'state': jnp.zeros((2, 0)), 'reward': jnp.zeros((2,)), 'time_step': jnp.zeros((2,)),
          'is_first': jnp.array([True, False])}
-  action, _ = jax.jit(agent.policy_step, static_argnames='mode')(
+  action, _ = tjit(agent.policy_step, static_argnames='mode')(
       state, obs, agent.initial_carry(state, 2), jax.random.key(1), mode=False)
   assert action.shape == (2, 4)
   np.testing.assert_allclose(action.sum(-1), 1.0, rtol=1e-6)
@@ -122,7 +126,7 @@ def test_bf16_compute_close_to_f32():
                   obs_dim=OBS, action_dim=A, discrete=False)
     state = agent.init(jax.random.key(0))
     assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(state.params))
-    loss, _ = jax.jit(agent.wm.loss)(state.params['wm'], batch, jax.random.key(1), jnp.int32(T))
+    loss, _ = tjit(agent.wm.loss)(state.params['wm'], batch, jax.random.key(1), jnp.int32(T))
     losses[dtype] = float(loss)
   assert np.isfinite(losses['bfloat16'])
   np.testing.assert_allclose(losses['bfloat16'], losses['float32'], rtol=0.05)

@@ -1,10 +1,16 @@
 """Tests for mamba_jax.nets: symlog, initialisers, DenseLN, GRU equations, image nets."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from mamba_jax import nets
+
+# tests compile many small programs: XLA's backend optimisation level 0 halves compile time
+tjit = functools.partial(jax.jit, compiler_options={'xla_backend_optimization_level': 0})
+
 
 
 def test_symlog_symexp_inverse():
@@ -88,11 +94,11 @@ def test_mlp_output_zero_init():
 def test_conv_encoder_decoder_shapes(dtype):
   enc = nets.ConvEncoder(depth=4, dtype=dtype)
   img = jnp.zeros((2, 3, 64, 64, 3), jnp.uint8)
-  p = enc.init(jax.random.key(0), img)['params']
+  p = tjit(enc.init)(jax.random.key(0), img)['params']
   assert all(v.dtype == jnp.float32 for v in jax.tree.leaves(p))
-  e = enc.apply({'params': p}, img)
+  e = tjit(enc.apply)({'params': p}, img)
   assert e.shape == (2, 3, 4 * 4 * 32)
   dec = nets.ConvDecoder(depth=4, dtype=dtype)
-  pd = dec.init(jax.random.key(1), jnp.zeros((2, 3, 10)))['params']
-  out = dec.apply({'params': pd}, jnp.ones((2, 3, 10)))
+  pd = tjit(dec.init)(jax.random.key(1), jnp.zeros((2, 3, 10)))['params']
+  out = tjit(dec.apply)({'params': pd}, jnp.ones((2, 3, 10)))
   assert out.shape == (2, 3, 64, 64, 3) and out.dtype == jnp.float32

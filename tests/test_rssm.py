@@ -1,10 +1,16 @@
 """Tests for mamba_jax.rssm: learned initial state, is_first resets, observe == stepping."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from mamba_jax import rssm as rssm_lib
+
+# tests compile many small programs: XLA's backend optimisation level 0 halves compile time
+tjit = functools.partial(jax.jit, compiler_options={'xla_backend_optimization_level': 0})
+
 
 B, T, E, A = 2, 6, 5, 2
 
@@ -13,7 +19,7 @@ B, T, E, A = 2, 6, 5, 2
 def model():
   m = rssm_lib.RSSM(deter=8, stoch=3, classes=4, hidden=6, action_dim=A, embed_dim=E)
   state = {'deter': jnp.zeros((1, 8)), 'stoch': jnp.zeros((1, 3, 4))}
-  params = m.init(jax.random.key(0), state, jnp.zeros((1, A)), jnp.zeros((1, E)))['params']
+  params = tjit(m.init)(jax.random.key(0), state, jnp.zeros((1, A)), jnp.zeros((1, E)))['params']
   # make the learned initial deter non-trivial (it is tanh(0) = 0 at init)
   params = dict(params, init_deter=0.5 * jnp.ones((8,)))
   return m, params
@@ -32,9 +38,9 @@ def _data(key):
 def test_initial_state_at_init():
   m = rssm_lib.RSSM(deter=8, stoch=3, classes=4, hidden=6, action_dim=A, embed_dim=E)
   state = {'deter': jnp.zeros((1, 8)), 'stoch': jnp.zeros((1, 3, 4))}
-  p = m.init(jax.random.key(0), state, jnp.zeros((1, A)), jnp.zeros((1, E)))['params']
+  p = tjit(m.init)(jax.random.key(0), state, jnp.zeros((1, A)), jnp.zeros((1, E)))['params']
   assert np.all(p['init_deter'] == 0)
-  init = rssm_lib.initial_state(m, p, (B,))
+  init = tjit(lambda p: rssm_lib.initial_state(m, p, (B,)))(p)
   assert init['deter'].shape == (B, 8) and np.all(init['deter'] == 0)
   assert init['stoch'].shape == (B, 3, 4)
   np.testing.assert_array_equal(init['stoch'].sum(-1), 1.0)
@@ -47,14 +53,23 @@ def test_observe_matches_obs_step(model):
   m, p = model
   embed, action, is_first = _data(jax.random.key(1))
   key = jax.random.key(2)
-  post, post_logits, prior_logits = rssm_lib.observe(m, p, embed, action, is_first, key)
+  post, post_logits, prior_logits = tjit(
+      lambda p: rssm_lib.observe(m, p, embed, action, is_first, key))(p)
   assert post['deter'].shape == (B, T, 8) and post['stoch'].shape == (B, T, 3, 4)
   assert post_logits.shape == prior_logits.shape == (B, T, 3, 4)
-  keys = jax.random.split(key, T)
-  state = rssm_lib.initial_state(m, p, (B,))
-  for t in range(T):
-    state, logits = rssm_lib.obs_step(m, p, state, action[:, t], embed[:, t], is_first[:, t],
-                                      keys[t])
+
+  @tjit
+  def loop(p):
+    keys = jax.random.split(key, T)
+    state = rssm_lib.initial_state(m, p, (B,))
+    out = []
+    for t in range(T):
+      state, logits = rssm_lib.obs_step(m, p, state, action[:, t], embed[:, t], is_first[:, t],
+                                        keys[t])
+      out.append((state, logits))
+    return out
+
+  for t, (state, logits) in enumerate(loop(p)):
     np.testing.assert_allclose(state['deter'], post['deter'][:, t], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(state['stoch'], post['stoch'][:, t], atol=1e-6)
     np.testing.assert_allclose(logits, post_logits[:, t], rtol=1e-4, atol=1e-5)
@@ -70,14 +85,20 @@ def test_reset_at_is_first(model):
     post, _, _ = rssm_lib.observe(m, p, embed, action, is_first, key)
     return post['deter'][1, 3].sum() + post['stoch'][1, 3].sum()
 
-  g_e, g_a = jax.grad(deter_at_3, argnums=(0, 1))(embed, action)
+  g_e, g_a = tjit(jax.grad(deter_at_3, argnums=(0, 1)))(embed, action)
   assert np.all(g_e[1, :3] == 0) and np.all(g_a[1, :4] == 0)  # action[3] is zeroed too
   assert np.any(g_e[1, 3] != 0)
-  # the deter after the reset equals one core step from (h0, z0) with zero action
-  post, _, _ = rssm_lib.observe(m, p, embed, action, is_first, key)
-  init = rssm_lib.initial_state(m, p, (1,))
-  a0 = m.apply({'params': p}, jnp.zeros((1, A)), method=rssm_lib.RSSM.action_proj)
-  h = m.apply({'params': p}, init['stoch'], a0, init['deter'], method=rssm_lib.RSSM.core)
+
+  @tjit
+  def reference(p):
+    # the deter after the reset equals one core step from (h0, z0) with zero action
+    post, _, _ = rssm_lib.observe(m, p, embed, action, is_first, key)
+    init = rssm_lib.initial_state(m, p, (1,))
+    a0 = m.apply({'params': p}, jnp.zeros((1, A)), method=rssm_lib.RSSM.action_proj)
+    h = m.apply({'params': p}, init['stoch'], a0, init['deter'], method=rssm_lib.RSSM.core)
+    return post, h
+
+  post, h = reference(p)
   np.testing.assert_allclose(post['deter'][1, 3], h[0], rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(post['deter'][0, 0], h[0], rtol=1e-5, atol=1e-6)
   # row 0 has no reset at t=3: different state
@@ -97,7 +118,8 @@ def test_action_rescaling(model):
 def test_img_step_shapes(model):
   m, p = model
   state = rssm_lib.initial_state(m, p, (7,))
-  nxt, logits = rssm_lib.img_step(m, p, state, jnp.zeros((7, A)), jax.random.key(0))
+  nxt, logits = tjit(lambda p, s: rssm_lib.img_step(m, p, s, jnp.zeros((7, A)),
+                                                    jax.random.key(0)))(p, state)
   assert nxt['deter'].shape == (7, 8) and nxt['stoch'].shape == (7, 3, 4)
   assert logits.shape == (7, 3, 4)
   np.testing.assert_allclose(nxt['stoch'].sum(-1), 1.0, rtol=1e-6)
@@ -126,7 +148,7 @@ def test_observe_gradients_match_stepping(model):
       total += jnp.sum(rssm_lib.feat(state) * w[t]) + jnp.sum(jnp.sin(logits)) + jnp.sum(prior**2)
     return total
 
-  g1 = jax.jit(jax.grad(loss_scan, argnums=(0, 1)))(p, embed)
-  g2 = jax.jit(jax.grad(loss_loop, argnums=(0, 1)))(p, embed)
+  g1 = tjit(jax.grad(loss_scan, argnums=(0, 1)))(p, embed)
+  g2 = tjit(jax.grad(loss_loop, argnums=(0, 1)))(p, embed)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5), g1, g2)
   assert np.any(g1[0]['gru']['kernel'] != 0)

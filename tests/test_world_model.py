@@ -1,5 +1,7 @@
 """Tests for mamba_jax.world_model: KL balancing/free bits, gradient stops, masking, schedule,
 multi-head pairing."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -8,6 +10,10 @@ import pytest
 
 from mamba_jax import world_model as wm_lib
 from mamba_jax.config import agent_config
+
+# tests compile many small programs: XLA's backend optimisation level 0 halves compile time
+tjit = functools.partial(jax.jit, compiler_options={'xla_backend_optimization_level': 0})
+
 
 
 @pytest.mark.parametrize('frames, total, initial, reach, expect', [
@@ -34,7 +40,9 @@ def _logits(key, shape):
 def test_kl_balance_free_bits_hand_values():
   # identical post and prior: both KLs are 0 -> clipped to 1 nat -> 0.5 + 0.1, zero gradient
   logits = _logits(jax.random.key(0), (2, 3, 4, 5))
-  loss, g = jax.value_and_grad(wm_lib.kl_loss)(logits, logits, 0.01, 1.0, 0.5, 0.1)
+  kl_loss = tjit(wm_lib.kl_loss, static_argnums=(2, 3, 4, 5))
+  loss, g = tjit(jax.value_and_grad(wm_lib.kl_loss), static_argnums=(2, 3, 4, 5))(
+      logits, logits, 0.01, 1.0, 0.5, 0.1)
   np.testing.assert_allclose(loss, 0.6, rtol=1e-6)
   np.testing.assert_allclose(g, 0.0, atol=1e-8)
   # a single latent with a large KL: value from numpy
@@ -44,12 +52,12 @@ def test_kl_balance_free_bits_hand_values():
   q = p[::-1]
   kl = np.sum(p * np.log(p / q))
   assert kl > 1
-  np.testing.assert_allclose(wm_lib.kl_loss(post, prior, 0.01, 1.0, 0.5, 0.1), 0.6 * kl,
+  np.testing.assert_allclose(kl_loss(post, prior, 0.01, 1.0, 0.5, 0.1), 0.6 * kl,
                              rtol=1e-5)
   # free bits apply per step: mean of max(1, kl_t), not max(1, mean kl_t)
   post2 = jnp.concatenate([post, prior], 0)  # step 2 has KL 0
-  np.testing.assert_allclose(wm_lib.kl_loss(post2, jnp.concatenate([prior, prior], 0), 0.01,
-                                            1.0, 0.5, 0.1), 0.6 * (kl + 1.0) / 2, rtol=1e-5)
+  np.testing.assert_allclose(kl_loss(post2, jnp.concatenate([prior, prior], 0), 0.01,
+                                     1.0, 0.5, 0.1), 0.6 * (kl + 1.0) / 2, rtol=1e-5)
 
 
 def test_kl_gradient_stops():
@@ -57,9 +65,9 @@ def test_kl_gradient_stops():
   prior = _logits(jax.random.key(2), (4, 3, 5))
   dyn = lambda po, pr: wm_lib.kl_terms(po, pr, 0.01)[0].sum()
   rep = lambda po, pr: wm_lib.kl_terms(po, pr, 0.01)[1].sum()
-  g_post, g_prior = jax.grad(dyn, argnums=(0, 1))(post, prior)
+  g_post, g_prior = tjit(jax.grad(dyn, argnums=(0, 1)))(post, prior)
   assert np.all(g_post == 0) and np.any(g_prior != 0)  # dyn trains only the prior
-  g_post, g_prior = jax.grad(rep, argnums=(0, 1))(post, prior)
+  g_post, g_prior = tjit(jax.grad(rep, argnums=(0, 1)))(post, prior)
   assert np.all(g_prior == 0) and np.any(g_post != 0)  # rep trains only the posterior
 
 
@@ -85,7 +93,7 @@ def test_multi_window_pairing():
 def tiny_wm():
   cfg = ml_collections.FrozenConfigDict(agent_config('tiny'))
   wm = wm_lib.WorldModel(cfg, obs_dim=3, action_dim=2)
-  return wm, wm.init(jax.random.key(0))
+  return wm, tjit(wm.init)(jax.random.key(0))
 
 
 def _batch(key, b=2, t=12, obs_dim=3):
@@ -103,7 +111,7 @@ def test_wm_loss_names_and_masking(tiny_wm):
   """Only [0, wm_horizon) matters: changing data beyond it leaves loss and gradients unchanged."""
   wm, params = tiny_wm
   batch = _batch(jax.random.key(1))
-  loss_fn = jax.jit(jax.value_and_grad(wm.loss, has_aux=True))
+  loss_fn = tjit(jax.value_and_grad(wm.loss, has_aux=True))
   (loss, (post, metrics)), grads = loss_fn(params, batch, jax.random.key(2), jnp.int32(7))
   for name in ('wm/loss', 'wm/kl_dyn', 'wm/kl_rep', 'wm/decoder_state', 'wm/decoder_reward',
                'wm/decoder_time_step', 'wm/reward', 'wm/cont', 'wm/multi_decoder_state',
