@@ -27,6 +27,7 @@ setup(
     version="0.1.0",
     description="MAMBA world-model meta-RL in JAX/Flax",
     packages=["mamba_jax", "envs", "experiments", "experiments.configs"],
+    package_data={"envs": ["assets/*.xml", "assets/*.txt"], "experiments": ["*.json"]},
     python_requires=">=3.11",
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# System libraries for headless MuJoCo rendering (OSMesa). Best effort: training and tests that
+# System packages: OSMesa for headless MuJoCo rendering, shellcheck for the launcher tests. Best effort: training and tests that
 # do not render work without them; rendering tests skip with a reason when they are missing.
 set -u
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-  if ! ldconfig -p 2>/dev/null | grep -q libOSMesa; then
-    (apt-get update -qq && apt-get install -y -qq libosmesa6 >/dev/null) \
-      || echo "note: could not install libosmesa6; MuJoCo rendering will be skipped" >&2
+  missing=()
+  ldconfig -p 2>/dev/null | grep -q libOSMesa || missing+=(libosmesa6)
+  command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
+  if [ ${#missing[@]} -gt 0 ]; then
+    (apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null) \
+      || echo "note: could not install ${missing[*]}; rendering/shellcheck tests will skip" >&2
   fi
 fi
 exit 0

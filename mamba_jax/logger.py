@@ -22,13 +22,14 @@ class RunLogger:
     """Writes metrics to JSONL and (optionally) wandb. Never fails because of the network."""
 
     def __init__(self, workdir: str, config: Dict[str, Any], wandb_mode: str = "offline",
-                 project: str = "mamba-jax", resume: bool = False):
+                 project: str = "mamba-jax", resume: bool = False, write: bool = True):
         self.workdir = workdir
+        self.write = write
         self.path = os.path.join(workdir, "metrics.jsonl")
         self._wandb = None
         self.wandb_error: Optional[str] = None
         if wandb_mode != "disabled":
-            if wandb_mode == "online" and not os.environ.get("WANDB_API_KEY"):
+            if wandb_mode == "online" and not _wandb_credentials():
                 # wandb would otherwise prompt or fail; keep the files locally instead.
                 self.wandb_error = "WANDB_API_KEY not set: logging wandb offline"
                 wandb_mode = "offline"
@@ -50,6 +51,8 @@ class RunLogger:
 
     def log(self, record: Dict[str, Any]) -> None:
         record = {k: _plain(v) for k, v in record.items()}
+        if not self.write:
+            return
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
         if self._wandb is not None:
@@ -64,6 +67,18 @@ class RunLogger:
                 self._wandb.finish()
             except Exception:
                 pass
+
+
+def _wandb_credentials() -> bool:
+    """An API key in the environment or from ``wandb login`` (~/.netrc)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        import netrc
+
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
 
 
 def _plain(v):
@@ -82,13 +97,11 @@ def read_metrics(path: str) -> List[Dict[str, Any]]:
 def plot_learning_curve(metrics_path: str, out_path: str, title: str = "",
                         reference: Optional[Dict[str, float]] = None) -> None:
     """Eval return per meta-episode (and per sub-episode) against real env frames."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: leaves the process's backend alone
 
     rows = [r for r in read_metrics(metrics_path) if "eval/return" in r]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot()
     if rows:
         x = [r["frames"] for r in rows]
         ax.plot(x, [r["eval/return"] for r in rows], "k-o", label="meta-episode", ms=3)
@@ -109,5 +122,4 @@ def plot_learning_curve(metrics_path: str, out_path: str, title: str = "",
     fig.tight_layout()
     tmp = out_path + ".tmp.png"
     fig.savefig(tmp, dpi=100)
-    plt.close(fig)
     os.replace(tmp, out_path)

@@ -113,12 +113,16 @@ def train(config, workdir: str, resume: bool = False, progress: bool = True,
             "it or choose another --workdir. Nothing was changed.")
     fingerprint = checkpointing.fingerprint_of(config)
     config_path = os.path.join(workdir, "config.json")
-    if not has_ckpt:
+    # multi-host: every process runs the same program; only process 0 writes logs and plots
+    # (Orbax coordinates checkpoint writes across processes itself).
+    is_main = jax.process_index() == 0
+    if not has_ckpt and is_main:
         with open(config_path, "w") as f:
             f.write(config.to_json_best_effort(indent=2, sort_keys=True))
 
-    log = logger_lib.RunLogger(workdir, json.loads(config.to_json_best_effort()), c.wandb_mode,
-                               c.wandb_project, resume=resume)
+    log = logger_lib.RunLogger(workdir, json.loads(config.to_json_best_effort()),
+                               c.wandb_mode if is_main else "disabled", c.wandb_project,
+                               resume=resume, write=is_main)
     if log.wandb_error:
         print(log.wandb_error, file=sys.stderr)
     phases = trainer.compile_phases(setup)
@@ -160,6 +164,8 @@ def train(config, workdir: str, resume: bool = False, progress: bool = True,
             metrics[f"eval/return_sub{k}"] = returns[..., k].mean(-1)
         rec.update(_flatten_seeds(metrics))
         log.log(rec)
+        if not is_main:
+            return rec
         if c.num_seeds > 1:  # draw seed 0's agent
             ev = jax.tree.map(lambda x: x[0], ev)
         traj_dir = os.path.join(workdir, "trajectories")
@@ -171,7 +177,7 @@ def train(config, workdir: str, resume: bool = False, progress: bool = True,
         return rec
 
     bar = None
-    if progress:
+    if progress and is_main:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=frames_target, initial=_i(run.frames), unit="frame", dynamic_ncols=True,
@@ -232,8 +238,9 @@ def train(config, workdir: str, resume: bool = False, progress: bool = True,
                "finished": finished, "stopped_by": stopped_by, "wall_seconds": wall,
                "nonfinite_total": int(np.sum(np.asarray(run.nonfinite_total))),
                "final_eval": last_eval, "workdir": workdir}
-    with open(os.path.join(workdir, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+    if is_main:
+        with open(os.path.join(workdir, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=2)
     if stopped_by:
         print(f"stopped by {stopped_by}: checkpoint saved at round {_i(run.rounds)} in {ckpt_dir}; "
               "continue with --resume")

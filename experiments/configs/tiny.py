@@ -1,9 +1,10 @@
 """A seconds-long smoke configuration (tests, CI, the notebook): point robot with a tiny model,
 short meta-episodes and a handful of updates. Not for results."""
+from experiments.configs import variants
 from experiments.configs.base import base_config
 
 
-def get_config():
+def get_config(variant: str = "mamba"):
     c = base_config("point_robot", K=2, H=10, imag_horizon=2)
     from mamba_jax.config import agent_config
 
@@ -17,4 +18,4 @@ def get_config():
     c.eval_tasks = 4
     c.checkpoint_every_updates = 2
     c.replay_capacity = 32
-    return c
+    return variants.apply(c, variant)

@@ -1,0 +1,193 @@
+"""Reproduction runner: train MAMBA and baselines for several seeds and compare with references.
+
+    python -m experiments.reproduce --task=point_robot --seeds=3 [--frames=1000000] \
+        [--variants=mamba,dreamer] [--out=results] [--workdir=runs/reproduce]
+
+For each variant, all seeds train in ONE program (``config.num_seeds``: vmap over a seed axis).
+Afterwards every trained agent is evaluated on the same fixed held-out task set
+(``--final_eval_tasks`` tasks from a seed no training run uses), together with the scripted
+reference policy where one exists. Writes ``<out>/<task>.json`` (returns per sub-episode and per
+meta-episode: mean and 95% CI over seeds (Student t), frames real and in the official logger's
+double-counted units, wall time, machine) and ``<out>/<task>.png`` (learning curves with
+reference lines). Interrupted runs resume from their checkpoints when started again.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+import os
+import platform
+import time
+
+import jax
+import numpy as np
+
+from mamba_jax import logger as logger_lib
+from mamba_jax import run as run_lib
+from mamba_jax import trainer
+
+HELD_OUT_SEED = 987654  # final-evaluation tasks; never used by training or periodic evaluation
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Student t 97.5% quantiles for n-1 degrees of freedom
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def mean_ci(values) -> dict:
+    """Mean and 95% confidence half-width over seeds (t-interval; 0 for a single seed)."""
+    v = np.asarray(values, np.float64)
+    n = v.size
+    half = 0.0 if n < 2 else _T975.get(n - 1, 1.96) * v.std(ddof=1) / math.sqrt(n)
+    return {"mean": float(v.mean()), "ci95": float(half), "n": int(n), "values": v.tolist()}
+
+
+def load_references(task: str) -> dict:
+    with open(os.path.join(REPO, "experiments", "paper_numbers.json")) as f:
+        return json.load(f).get(task, {"lines": {}})
+
+
+def final_evaluation(setup, run_state, num_tasks: int) -> np.ndarray:
+    """Per-seed, per-task, per-sub-episode returns [S, E, K] on the held-out tasks."""
+    keys = jax.random.split(jax.random.PRNGKey(HELD_OUT_SEED), num_tasks)
+    tasks = jax.vmap(setup.meta.env.sample_task)(keys)
+    key = jax.random.PRNGKey(HELD_OUT_SEED + 1)
+    ev = trainer.compile_phases(setup).evaluate(run_state.train, tasks, key)
+    returns = np.asarray(ev["returns"])
+    return returns if returns.ndim == 3 else returns[None]
+
+
+def scripted_evaluation(setup, num_tasks: int):
+    from envs import scripted
+
+    made = scripted.scripted_for(setup.config.env_name)
+    if made is None:
+        return None
+    policy, init = made
+    keys = jax.random.split(jax.random.PRNGKey(HELD_OUT_SEED), num_tasks)
+    tasks = jax.vmap(setup.meta.env.sample_task)(keys)
+    from mamba_jax import collect as collect_lib
+
+    rollout, _ = jax.jit(lambda k: collect_lib.collect(setup.meta, policy, init(num_tasks), k,
+                                                        num_tasks, tasks=tasks))(
+        jax.random.PRNGKey(HELD_OUT_SEED + 1))
+    return np.asarray(collect_lib.sub_episode_returns(rollout, setup.config.K))  # [E, K]
+
+
+def curve(metrics_path: str):
+    """(frames, per-seed eval returns [n, S]) from a run's metrics.jsonl."""
+    rows = [r for r in logger_lib.read_metrics(metrics_path) if "eval/return" in r]
+    frames = np.array([r["frames"] for r in rows])
+    per_seed = np.array([r.get("eval/return/per_seed", [r["eval/return"]]) for r in rows])
+    return frames, per_seed
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", default="point_robot", help="config module in experiments/configs")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--frames", type=int, default=None, help="real frames (default: the config's)")
+    p.add_argument("--variants", default="mamba,dreamer")
+    p.add_argument("--final_eval_tasks", type=int, default=100)
+    p.add_argument("--compute_dtype", default=None)
+    p.add_argument("--out", default="results")
+    p.add_argument("--workdir", default="runs/reproduce")
+    p.add_argument("--no_progress", action="store_true")
+    args = p.parse_args()
+
+    module = importlib.import_module(f"experiments.configs.{args.task}")
+    refs = load_references(args.task)
+    result = {"task": args.task, "seeds": args.seeds, "variants": {},
+              "held_out_tasks": args.final_eval_tasks, "held_out_seed": HELD_OUT_SEED,
+              "machine": {"cpu": platform.processor() or platform.machine(),
+                          "cores": os.cpu_count(), "jax": jax.__version__,
+                          "devices": [str(d) for d in jax.devices()]},
+              "references": refs}
+    curves = {}
+    for variant in args.variants.split(","):
+        config = module.get_config(variant)
+        config.num_seeds = args.seeds
+        config.wandb_mode = "disabled"
+        if args.frames:
+            config.total_frames = args.frames
+        if args.compute_dtype:
+            config.compute_dtype = args.compute_dtype
+        workdir = os.path.join(args.workdir, f"{args.task}_{variant}_s{args.seeds}")
+        resume = os.path.isdir(os.path.join(workdir, "checkpoints")) and os.listdir(
+            os.path.join(workdir, "checkpoints"))
+        t0 = time.time()
+        summary, state = run_lib.train(config, workdir, resume=bool(resume),
+                                       progress=not args.no_progress)
+        setup = trainer.make_setup(config)
+        returns = final_evaluation(setup, state, args.final_eval_tasks)  # [S, E, K]
+        per_seed_sub = returns.mean(1)  # [S, K]
+        frames = summary["frames"]
+        prefill = config.prefill * setup.length
+        result["variants"][variant] = {
+            "workdir": workdir,
+            "frames_real": frames,
+            "frames_official_logger_units": prefill + 2 * max(frames - prefill, 0),
+            "updates": summary["updates"],
+            "wall_seconds_this_call": time.time() - t0,
+            "meta_episode_return": mean_ci(per_seed_sub.sum(-1)),
+            "sub_episode_returns": [mean_ci(per_seed_sub[:, k]) for k in range(config.K)],
+        }
+        curves[variant] = curve(os.path.join(workdir, "metrics.jsonl"))
+        marks = {}
+        for mark in (60_000, 120_000):
+            fr, ps = curves[variant]
+            if len(fr) and fr[-1] >= mark:
+                marks[str(mark)] = mean_ci([np.interp(mark, fr, ps[:, s]) for s in range(ps.shape[1])])
+        result["variants"][variant]["eval_return_at_real_frames"] = marks
+    scripted = scripted_evaluation(trainer.make_setup(module.get_config()), args.final_eval_tasks)
+    if scripted is not None:
+        result["scripted_reference"] = {"meta_episode_return": float(scripted.sum(-1).mean()),
+                                        "sub_episode_returns": scripted.mean(0).tolist()}
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, f"{args.task}.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    plot(result, curves, os.path.join(args.out, f"{args.task}.png"))
+    print(json.dumps({v: r["meta_episode_return"] for v, r in result["variants"].items()}, indent=1))
+
+
+def plot(result, curves, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    colours = {"mamba": "tab:blue", "dreamer": "tab:orange", "no_local_recon": "tab:green",
+               "no_wm_schedule": "tab:purple"}
+    for variant, (frames, per_seed) in curves.items():
+        if not len(frames):
+            continue
+        m = per_seed.mean(1)
+        c = colours.get(variant, None)
+        ax.plot(frames, m, label=f"{variant} ({per_seed.shape[1]} seeds)", color=c)
+        if per_seed.shape[1] > 1:
+            s = per_seed.std(1, ddof=1) / np.sqrt(per_seed.shape[1])
+            ax.fill_between(frames, m - 2 * s, m + 2 * s, alpha=0.2, color=c)
+    refs = []
+    if "scripted_reference" in result:
+        refs.append(("scripted explore-then-exploit", result["scripted_reference"]["meta_episode_return"]))
+    for name, value in result["references"].get("lines", {}).items():
+        if value is not None:
+            refs.append((name, value))
+    for name, value in refs:
+        ax.axhline(value, color="gray", ls=":", lw=1)
+        ax.text(0, value, f" {name}: {value:.1f}", va="bottom", fontsize=7, color="gray")
+    for mark in result["references"].get("official_pytorch_points", []):
+        ax.plot(mark["frames"], mark["return"], "kx")
+    ax.set_xlabel("real environment frames")
+    ax.set_ylabel("eval meta-episode return (20 fixed tasks)")
+    ax.set_title(f"{result['task']}: MAMBA vs baselines")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

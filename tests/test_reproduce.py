@@ -1,0 +1,53 @@
+"""Many seeds in one program, and the reproduction runner's outputs."""
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+
+from experiments import reproduce
+from experiments.configs import tiny
+from mamba_jax import run
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_mean_ci():
+    r = reproduce.mean_ci([1.0, 2.0, 3.0])
+    assert r["mean"] == 2.0 and abs(r["ci95"] - 4.303 * 1.0 / np.sqrt(3)) < 1e-9
+    assert reproduce.mean_ci([5.0])["ci95"] == 0.0
+
+
+def test_seed_s_of_a_multi_seed_run_equals_the_single_seed_run(tmp_path):
+    c2 = tiny.get_config()
+    c2.wandb_mode = "disabled"
+    c2.num_seeds = 2
+    _, multi = run.train(c2, str(tmp_path / "multi"), progress=False)
+    c1 = tiny.get_config()
+    c1.wandb_mode = "disabled"
+    c1.seed = 1  # seed index 1 of the 2-seed run is config.seed + 1
+    _, single = run.train(c1, str(tmp_path / "single"), progress=False)
+    a = jax.tree.leaves(jax.device_get(multi.train.params))
+    b = jax.tree.leaves(jax.device_get(single.train.params))
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x[1], y, rtol=1e-5, atol=1e-6)
+    rows = [json.loads(l) for l in open(tmp_path / "multi" / "metrics.jsonl")]
+    assert len(rows[-1]["eval/return/per_seed"]) == 2
+
+
+def test_reproduce_writes_results(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.reproduce", "--task=tiny", "--seeds=2",
+         "--variants=mamba,dreamer", "--final_eval_tasks=4", "--no_progress",
+         f"--out={tmp_path}/results", f"--workdir={tmp_path}/runs"],
+        cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.load(open(tmp_path / "results" / "tiny.json"))
+    for v in ("mamba", "dreamer"):
+        r = res["variants"][v]
+        assert r["meta_episode_return"]["n"] == 2 and len(r["sub_episode_returns"]) == 2
+        assert r["frames_real"] == 320 and r["frames_official_logger_units"] == 80 + 2 * 240
+    assert "scripted_reference" in res  # tiny runs the point robot
+    assert os.path.getsize(tmp_path / "results" / "tiny.png") > 0
