@@ -85,6 +85,13 @@ def onehot_sample(key: jax.Array, probs: jax.Array) -> jax.Array:
   return sample + probs - jax.lax.stop_gradient(probs)
 
 
+def onehot_sample_gumbel(gumbel: jax.Array, probs: jax.Array) -> jax.Array:
+  """``onehot_sample`` with pre-drawn Gumbel(0, 1) noise of probs' shape (Gumbel-max trick)."""
+  idx = jnp.argmax(jnp.log(probs) + gumbel, -1)
+  sample = jax.nn.one_hot(idx, probs.shape[-1], dtype=probs.dtype)
+  return sample + probs - jax.lax.stop_gradient(probs)
+
+
 def onehot_mode(probs: jax.Array) -> jax.Array:
   """Straight-through one-hot argmax: onehot(argmax) + probs - sg(probs)."""
   mode = jax.nn.one_hot(jnp.argmax(probs, -1), probs.shape[-1], dtype=probs.dtype)

@@ -158,10 +158,11 @@ def img_step(rssm: RSSM, params, state: State, action: jax.Array, key: jax.Array
 
 
 def obs_step(rssm: RSSM, params, state: State, action: jax.Array, embed: jax.Array,
-             is_first: jax.Array, key: jax.Array, sample: bool = True
-             ) -> tuple[State, jax.Array]:
+             is_first: jax.Array, key: jax.Array, sample: bool = True,
+             gumbel: jax.Array | None = None) -> tuple[State, jax.Array]:
   """One posterior step with is_first reset (acting). state [N], action [N, A] (previous action),
-  embed [N, E], is_first [N] -> (posterior state [N], posterior logits [N, S, C])."""
+  embed [N, E], is_first [N] -> (posterior state [N], posterior logits [N, S, C]).
+  gumbel: optional pre-drawn noise [N, S, C] for the sample (used instead of ``key``)."""
   chex.assert_rank([action, embed, is_first], [2, 2, 1])
   init = initial_state(rssm, params, is_first.shape)
   state = reset_where(is_first, state, init)
@@ -170,7 +171,10 @@ def obs_step(rssm: RSSM, params, state: State, action: jax.Array, embed: jax.Arr
   e_proj = _apply(rssm, params, RSSM.embed_proj, embed)
   deter = _apply(rssm, params, RSSM.core, state['stoch'], a_proj, state['deter'])
   logits = _apply(rssm, params, RSSM.post_logits, deter, e_proj)
-  stoch = sample_stoch(key, logits, rssm.unimix, sample)
+  if gumbel is not None and sample:
+    stoch = dist.onehot_sample_gumbel(gumbel, dist.unimix_probs(logits, rssm.unimix))
+  else:
+    stoch = sample_stoch(key, logits, rssm.unimix, sample)
   return {'deter': deter, 'stoch': stoch}, logits
 
 
@@ -190,16 +194,17 @@ def observe(rssm: RSSM, params, embed: jax.Array, action: jax.Array, is_first: j
   action = jnp.where(first[..., None], 0.0, action.astype(jnp.float32))
   a_proj = _apply(rssm, params, RSSM.action_proj, action)  # [B, T, H]
   e_proj = _apply(rssm, params, RSSM.embed_proj, embed)  # [B, T, H]
-  keys = jax.random.split(key, t)
+  # Gumbel noise for all posterior samples drawn at once (cheaper than per-step key splits)
+  gumbel = jax.random.gumbel(key, (t, b, rssm.stoch, rssm.classes), jnp.float32)
   swap = lambda x: jnp.swapaxes(x, 0, 1)
   deter, stoch, post_logits = _posterior_scan(rssm, unroll, params, swap(a_proj), swap(e_proj),
-                                              swap(first), keys)
+                                              swap(first), gumbel)
   deter, stoch, post_logits = swap(deter), swap(stoch), swap(post_logits)
   prior_logits = _apply(rssm, params, RSSM.prior_logits, deter)
   return {'deter': deter, 'stoch': stoch}, post_logits, prior_logits
 
 
-def _scan_impl(rssm, unroll, params, offset, a_proj, e_proj, first, keys):
+def _scan_impl(rssm, unroll, params, offset, a_proj, e_proj, first, gumbel):
   """Time-major posterior scan with the GRU kernel used as sg(kernel) + offset (see below).
 
   Returns ((deter [T, B, D], stoch [T, B, S, C], post logits [T, B, S, C]),
@@ -209,18 +214,18 @@ def _scan_impl(rssm, unroll, params, offset, a_proj, e_proj, first, keys):
 
   def step(carry, inp):
     deter, stoch = carry
-    a_p, e_p, fst, k, off = inp
+    a_p, e_p, fst, gum, off = inp
     deter = jnp.where(fst[:, None], init['deter'], deter)
     stoch = jnp.where(fst[:, None, None], init['stoch'], stoch)
     deter, gru_in = _apply(rssm, params, RSSM.core_offset, stoch, a_p, deter, off)
     logits = _apply(rssm, params, RSSM.post_logits, deter, e_p)
-    stoch = sample_stoch(k, logits, rssm.unimix)
+    stoch = dist.onehot_sample_gumbel(gum, dist.unimix_probs(logits, rssm.unimix))
     return (deter, stoch), (deter, stoch, logits, gru_in)
 
   carry0 = (jnp.broadcast_to(init['deter'], (b,) + init['deter'].shape),
             jnp.broadcast_to(init['stoch'], (b,) + init['stoch'].shape))
   _, (deter, stoch, logits, gru_in) = jax.lax.scan(
-      step, carry0, (a_proj, e_proj, first, keys, offset), unroll=unroll)
+      step, carry0, (a_proj, e_proj, first, gumbel, offset), unroll=unroll)
   return (deter, stoch, logits), gru_in
 
 
@@ -229,7 +234,7 @@ def _zero_offset(rssm, first, a_proj):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def _posterior_scan(rssm, unroll, params, a_proj, e_proj, first, keys):
+def _posterior_scan(rssm, unroll, params, a_proj, e_proj, first, gumbel):
   """Posterior scan whose GRU kernel gradient is one matmul over all steps.
 
   Autodiff of a scan accumulates the gradient of a loop-invariant weight with one small
@@ -239,12 +244,12 @@ def _posterior_scan(rssm, unroll, params, a_proj, e_proj, first, keys):
   after the scan as a single [in, T*B] x [T*B, out] matmul. Values and gradients are unchanged.
   """
   offset = _zero_offset(rssm, first, a_proj)
-  return _scan_impl(rssm, unroll, params, offset, a_proj, e_proj, first, keys)[0]
+  return _scan_impl(rssm, unroll, params, offset, a_proj, e_proj, first, gumbel)[0]
 
 
-def _posterior_scan_fwd(rssm, unroll, params, a_proj, e_proj, first, keys):
+def _posterior_scan_fwd(rssm, unroll, params, a_proj, e_proj, first, gumbel):
   offset = _zero_offset(rssm, first, a_proj)
-  fn = lambda p, off, a, e: _scan_impl(rssm, unroll, p, off, a, e, first, keys)
+  fn = lambda p, off, a, e: _scan_impl(rssm, unroll, p, off, a, e, first, gumbel)
   out, vjp_fn, gru_in = jax.vjp(fn, params, offset, a_proj, e_proj, has_aux=True)
   return out, (vjp_fn, gru_in)
 

@@ -60,12 +60,12 @@ def test_observe_matches_obs_step(model):
 
   @tjit
   def loop(p):
-    keys = jax.random.split(key, T)
+    gumbel = jax.random.gumbel(key, (T, B, 3, 4))  # observe draws its noise like this
     state = rssm_lib.initial_state(m, p, (B,))
     out = []
     for t in range(T):
       state, logits = rssm_lib.obs_step(m, p, state, action[:, t], embed[:, t], is_first[:, t],
-                                        keys[t])
+                                        None, gumbel=gumbel[t])
       out.append((state, logits))
     return out
 
@@ -138,12 +138,12 @@ def test_observe_gradients_match_stepping(model):
     return jnp.sum(f * w) + jnp.sum(jnp.sin(post_logits)) + jnp.sum(prior_logits**2)
 
   def loss_loop(p, embed):
-    keys = jax.random.split(key, T)
+    gumbel = jax.random.gumbel(key, (T, B, 3, 4))
     state = rssm_lib.initial_state(m, p, (B,))
     total = 0.0
     for t in range(T):
       state, logits = rssm_lib.obs_step(m, p, state, action[:, t], embed[:, t], is_first[:, t],
-                                        keys[t])
+                                        None, gumbel=gumbel[t])
       prior = m.apply({'params': p}, state['deter'], method=rssm_lib.RSSM.prior_logits)
       total += jnp.sum(rssm_lib.feat(state) * w[t]) + jnp.sum(jnp.sin(logits)) + jnp.sum(prior**2)
     return total

@@ -129,3 +129,18 @@ def test_wm_loss_names_and_masking(tiny_wm):
   # and it does change when the horizon covers the modified steps
   (loss3, _), _ = loss_fn(params, batch2, jax.random.key(2), jnp.int32(12))
   assert abs(float(loss3) - float(loss)) > 1e-3
+
+
+def test_image_observations_loss_and_gradients():
+  cfg = ml_collections.FrozenConfigDict(agent_config('tiny', image_obs=True, cnn_depth=2))
+  wm = wm_lib.WorldModel(cfg, obs_dim=0, action_dim=2)
+  params = tjit(wm.init)(jax.random.key(0))
+  assert 'image_decoder' in params and 'multi_image_decoder' in params
+  batch = _batch(jax.random.key(1), b=1, t=5, obs_dim=0)
+  batch['image'] = jax.random.randint(jax.random.key(2), (1, 5, 64, 64, 3), 0, 256).astype(
+      jnp.uint8)
+  (loss, (_, metrics)), grads = tjit(jax.value_and_grad(wm.loss, has_aux=True))(
+      params, batch, jax.random.key(3), jnp.int32(5))
+  assert np.isfinite(loss) and 'wm/decoder_image' in metrics and 'wm/decoder_state' not in metrics
+  assert metrics['wm/decoder_image'] > 100  # summed over 64x64x3 pixels
+  assert any(np.any(g != 0) for g in jax.tree.leaves(grads['encoder']['cnn']))
