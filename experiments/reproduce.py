@@ -91,6 +91,7 @@ def main():
     p.add_argument("--final_eval_tasks", type=int, default=100)
     p.add_argument("--compute_dtype", default=None)
     p.add_argument("--out", default="results")
+    p.add_argument("--name", default=None, help="output file stem (default: the task name)")
     p.add_argument("--workdir", default="runs/reproduce")
     p.add_argument("--no_progress", action="store_true")
     args = p.parse_args()
@@ -144,9 +145,10 @@ def main():
         result["scripted_reference"] = {"meta_episode_return": float(scripted.sum(-1).mean()),
                                         "sub_episode_returns": scripted.mean(0).tolist()}
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, f"{args.task}.json"), "w") as f:
+    stem = args.name or args.task
+    with open(os.path.join(args.out, f"{stem}.json"), "w") as f:
         json.dump(result, f, indent=2)
-    plot(result, curves, os.path.join(args.out, f"{args.task}.png"))
+    plot(result, curves, os.path.join(args.out, f"{stem}.png"))
     print(json.dumps({v: r["meta_episode_return"] for v, r in result["variants"].items()}, indent=1))
 
 
