@@ -90,6 +90,8 @@ def main():
     p.add_argument("--variants", default="mamba,dreamer")
     p.add_argument("--final_eval_tasks", type=int, default=100)
     p.add_argument("--compute_dtype", default=None)
+    p.add_argument("--eval_every", type=int, default=None,
+                   help="periodic evaluation every N collected meta-episodes (default: config's)")
     p.add_argument("--out", default="results")
     p.add_argument("--name", default=None, help="output file stem (default: the task name)")
     p.add_argument("--workdir", default="runs/reproduce")
@@ -113,6 +115,8 @@ def main():
             config.total_frames = args.frames
         if args.compute_dtype:
             config.compute_dtype = args.compute_dtype
+        if args.eval_every:
+            config.eval_every_meta_episodes = args.eval_every
         workdir = os.path.join(args.workdir, f"{args.task}_{variant}_s{args.seeds}")
         resume = os.path.isdir(os.path.join(workdir, "checkpoints")) and os.listdir(
             os.path.join(workdir, "checkpoints"))

@@ -172,11 +172,13 @@ setup4 = trainer.make_setup(config)
 setup1 = dataclasses.replace(setup4, mesh=trainer.make_mesh(jax.devices()[:1]))
 run = trainer.init_run_state(setup4, 0)
 run = jax.jit(lambda r: trainer.prefill(setup4, r))(run)
-batch = replay.sample(run.replay, jax.random.PRNGKey(3), config.batch_size)
+batch = jax.device_get(replay.sample(run.replay, jax.random.PRNGKey(3), config.batch_size))
+train = jax.device_get(run.train)
 outs = []
 for setup in (setup1, setup4):
     f = jax.jit(lambda t, b, k: trainer.guarded_update(setup, t, b, k, 20)[0])
-    new = f(run.train, batch, jax.random.PRNGKey(4))
+    # same global inputs, placed on this setup's mesh (batch split over 'data' by the update)
+    new = f(trainer.replicate(setup, train), trainer.replicate(setup, batch), jax.random.PRNGKey(4))
     outs.append(jax.tree.leaves(jax.device_get(new.params)))
 for a, b in zip(*outs):
     np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
