@@ -30,138 +30,138 @@ Carry = Any  # ({'deter': [N, D], 'stoch': [N, S, C]}, prev_action [N, A])
 
 @flax.struct.dataclass
 class TrainState:
-  """Everything needed for a bit-exact resume."""
-  params: dict  # {'wm', 'actor', 'critic', 'slow_critic'}
-  opt_state: dict  # {'wm', 'actor', 'critic'}
-  retnorm: jax.Array  # [2] EMAs of (P5, P95)
-  step: jax.Array  # int32 [] number of updates applied
+    """Everything needed for a bit-exact resume."""
+    params: dict  # {'wm', 'actor', 'critic', 'slow_critic'}
+    opt_state: dict  # {'wm', 'actor', 'critic'}
+    retnorm: jax.Array  # [2] EMAs of (P5, P95)
+    step: jax.Array  # int32 [] number of updates applied
 
 
 def _adam(lr, eps, clip):
-  return optax.chain(optax.clip_by_global_norm(clip), optax.adam(lr, b1=0.9, b2=0.999, eps=eps))
+    return optax.chain(optax.clip_by_global_norm(clip), optax.adam(lr, b1=0.9, b2=0.999, eps=eps))
 
 
 @dataclasses.dataclass(frozen=True)
 class Agent:
-  config: ml_collections.FrozenConfigDict
-  obs_dim: int
-  action_dim: int
-  discrete: bool
+    config: ml_collections.FrozenConfigDict
+    obs_dim: int
+    action_dim: int
+    discrete: bool
 
-  def __post_init__(self):
-    if not isinstance(self.config, ml_collections.FrozenConfigDict):
-      object.__setattr__(self, 'config', ml_collections.FrozenConfigDict(self.config))
-    validate(self.config)
-    assert (self.config.actor_dist == 'onehot') == self.discrete, (
-        'actor_dist must be onehot exactly for discrete action spaces')
+    def __post_init__(self):
+        if not isinstance(self.config, ml_collections.FrozenConfigDict):
+            object.__setattr__(self, 'config', ml_collections.FrozenConfigDict(self.config))
+        validate(self.config)
+        assert (self.config.actor_dist == 'onehot') == self.discrete, (
+            'actor_dist must be onehot exactly for discrete action spaces')
 
-  # --------------------------------------------------------------- components
-  @property
-  def wm(self) -> WorldModel:
-    return WorldModel(self.config, self.obs_dim, self.action_dim)
+    # --------------------------------------------------------------- components
+    @property
+    def wm(self) -> WorldModel:
+        return WorldModel(self.config, self.obs_dim, self.action_dim)
 
-  @property
-  def ac(self) -> ActorCritic:
-    return ActorCritic(self.config, self.action_dim, self.discrete)
+    @property
+    def ac(self) -> ActorCritic:
+        return ActorCritic(self.config, self.action_dim, self.discrete)
 
-  @property
-  def optimizers(self) -> dict:
-    c = self.config
-    return {'wm': _adam(c.model_lr, c.model_eps, c.model_grad_clip),
-            'actor': _adam(c.actor_lr, c.ac_eps, c.actor_grad_clip),
-            'critic': _adam(c.critic_lr, c.ac_eps, c.critic_grad_clip)}
+    @property
+    def optimizers(self) -> dict:
+        c = self.config
+        return {'wm': _adam(c.model_lr, c.model_eps, c.model_grad_clip),
+                'actor': _adam(c.actor_lr, c.ac_eps, c.actor_grad_clip),
+                'critic': _adam(c.critic_lr, c.ac_eps, c.critic_grad_clip)}
 
-  # --------------------------------------------------------------- init
-  def init(self, key: jax.Array) -> TrainState:
-    """Fresh parameters, optimiser states, zero return normaliser and step counter."""
-    return jax.jit(self._init)(key)
+    # --------------------------------------------------------------- init
+    def init(self, key: jax.Array) -> TrainState:
+        """Fresh parameters, optimiser states, zero return normaliser and step counter."""
+        return jax.jit(self._init)(key)
 
-  def _init(self, key: jax.Array) -> TrainState:
-    kw, ka = jax.random.split(key)
-    params = {'wm': self.wm.init(kw), **self.ac.init(ka, self.wm.feat_dim)}
-    opts = self.optimizers
-    opt_state = {k: opts[k].init(params[k]) for k in ('wm', 'actor', 'critic')}
-    return TrainState(params=params, opt_state=opt_state, retnorm=jnp.zeros((2,), jnp.float32),
-                      step=jnp.zeros((), jnp.int32))
+    def _init(self, key: jax.Array) -> TrainState:
+        kw, ka = jax.random.split(key)
+        params = {'wm': self.wm.init(kw), **self.ac.init(ka, self.wm.feat_dim)}
+        opts = self.optimizers
+        opt_state = {k: opts[k].init(params[k]) for k in ('wm', 'actor', 'critic')}
+        return TrainState(params=params, opt_state=opt_state, retnorm=jnp.zeros((2,), jnp.float32),
+                          step=jnp.zeros((), jnp.int32))
 
-  # --------------------------------------------------------------- training
-  def train_step(self, state: TrainState, batch: dict, key: jax.Array, wm_horizon
-                 ) -> tuple[TrainState, dict]:
-    """One update (spec 7.5). batch [B, T, ...] (see WorldModel.loss); wm_horizon int32 []."""
-    c = self.config
-    wm, ac, opts = self.wm, self.ac, self.optimizers
-    k_wm, k_start, k_imag = jax.random.split(key, 3)
-    params, opt_state = state.params, state.opt_state
-    b, t = batch['reward'].shape
-    wm_horizon = jnp.clip(jnp.asarray(wm_horizon, jnp.int32), 1, t)
+    # --------------------------------------------------------------- training
+    def train_step(self, state: TrainState, batch: dict, key: jax.Array, wm_horizon
+                   ) -> tuple[TrainState, dict]:
+        """One update (spec 7.5). batch [B, T, ...] (see WorldModel.loss); wm_horizon int32 []."""
+        c = self.config
+        wm, ac, opts = self.wm, self.ac, self.optimizers
+        k_wm, k_start, k_imag = jax.random.split(key, 3)
+        params, opt_state = state.params, state.opt_state
+        b, t = batch['reward'].shape
+        wm_horizon = jnp.clip(jnp.asarray(wm_horizon, jnp.int32), 1, t)
 
-    # 1. world model
-    (_, (post, wm_metrics)), g_wm = jax.value_and_grad(wm.loss, has_aux=True)(
-        params['wm'], batch, k_wm, wm_horizon)
-    upd, opt_wm = opts['wm'].update(g_wm, opt_state['wm'], params['wm'])
-    wm_params = optax.apply_updates(params['wm'], upd)
+        # 1. world model
+        (_, (post, wm_metrics)), g_wm = jax.value_and_grad(wm.loss, has_aux=True)(
+            params['wm'], batch, k_wm, wm_horizon)
+        upd, opt_wm = opts['wm'].update(g_wm, opt_state['wm'], params['wm'])
+        wm_params = optax.apply_updates(params['wm'], upd)
 
-    # 2. slow critic EMA (start of the behaviour update)
-    f = c.slow_critic_fraction
-    slow = jax.tree.map(lambda s, x: f * x + (1.0 - f) * s, params['slow_critic'],
-                        params['critic'])
+        # 2. slow critic EMA (start of the behaviour update)
+        f = c.slow_critic_fraction
+        slow = jax.tree.map(lambda s, x: f * x + (1.0 - f) * s, params['slow_critic'],
+                            params['critic'])
 
-    # 3. start states: detached posteriors at behavior_batch_length indices per sequence
-    n = c.behavior_batch_length
-    idx = jax.random.randint(k_start, (b, n), 0, wm_horizon)
-    gather = lambda x: jnp.take_along_axis(
-        x, idx.reshape(idx.shape + (1,) * (x.ndim - 2)), 1).reshape((b * n,) + x.shape[2:])
-    post = jax.lax.stop_gradient(post)
-    start = jax.tree.map(gather, post)
-    # the h-part of the first imagination GRU matmul, once per posterior state (B*T <= B*n rows)
-    # with the updated world model, instead of once per start
-    start_deter_proj = gather(wm.deter_proj(wm_params, post['deter'])) if n >= t else None
+        # 3. start states: detached posteriors at behavior_batch_length indices per sequence
+        n = c.behavior_batch_length
+        idx = jax.random.randint(k_start, (b, n), 0, wm_horizon)
+        gather = lambda x: jnp.take_along_axis(
+            x, idx.reshape(idx.shape + (1,) * (x.ndim - 2)), 1).reshape((b * n,) + x.shape[2:])
+        post = jax.lax.stop_gradient(post)
+        start = jax.tree.map(gather, post)
+        # the h-part of the first imagination GRU matmul, once per posterior state (B*T <= B*n rows)
+        # with the updated world model, instead of once per start
+        start_deter_proj = gather(wm.deter_proj(wm_params, post['deter'])) if n >= t else None
 
-    # 4. actor and critic (losses both from the pre-update actor/critic)
-    (actor_loss, aux), g_actor = jax.value_and_grad(ac.actor_loss, has_aux=True)(
-        params['actor'], wm, wm_params, params['critic'], start, k_imag, state.retnorm,
-        start_deter_proj)
-    critic_loss, g_critic = jax.value_and_grad(ac.critic_loss)(
-        params['critic'], slow, aux['feats'], aux['returns'], aux['weights'])
-    upd, opt_actor = opts['actor'].update(g_actor, opt_state['actor'], params['actor'])
-    actor_params = optax.apply_updates(params['actor'], upd)
-    upd, opt_critic = opts['critic'].update(g_critic, opt_state['critic'], params['critic'])
-    critic_params = optax.apply_updates(params['critic'], upd)
+        # 4. actor and critic (losses both from the pre-update actor/critic)
+        (actor_loss, aux), g_actor = jax.value_and_grad(ac.actor_loss, has_aux=True)(
+            params['actor'], wm, wm_params, params['critic'], start, k_imag, state.retnorm,
+            start_deter_proj)
+        critic_loss, g_critic = jax.value_and_grad(ac.critic_loss)(
+            params['critic'], slow, aux['feats'], aux['returns'], aux['weights'])
+        upd, opt_actor = opts['actor'].update(g_actor, opt_state['actor'], params['actor'])
+        actor_params = optax.apply_updates(params['actor'], upd)
+        upd, opt_critic = opts['critic'].update(g_critic, opt_state['critic'], params['critic'])
+        critic_params = optax.apply_updates(params['critic'], upd)
 
-    new_state = TrainState(
-        params={'wm': wm_params, 'actor': actor_params, 'critic': critic_params,
-                'slow_critic': slow},
-        opt_state={'wm': opt_wm, 'actor': opt_actor, 'critic': opt_critic},
-        retnorm=aux['retnorm'], step=state.step + 1)
-    metrics = dict(wm_metrics)
-    metrics.update(aux['metrics'])
-    metrics['ac/critic_loss'] = critic_loss
-    metrics['grad_norm/wm'] = optax.tree.norm(g_wm)
-    metrics['grad_norm/actor'] = optax.tree.norm(g_actor)
-    metrics['grad_norm/critic'] = optax.tree.norm(g_critic)
-    metrics['wm/horizon'] = wm_horizon.astype(jnp.float32)
-    metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
-    return new_state, metrics
+        new_state = TrainState(
+            params={'wm': wm_params, 'actor': actor_params, 'critic': critic_params,
+                    'slow_critic': slow},
+            opt_state={'wm': opt_wm, 'actor': opt_actor, 'critic': opt_critic},
+            retnorm=aux['retnorm'], step=state.step + 1)
+        metrics = dict(wm_metrics)
+        metrics.update(aux['metrics'])
+        metrics['ac/critic_loss'] = critic_loss
+        metrics['grad_norm/wm'] = optax.tree.norm(g_wm)
+        metrics['grad_norm/actor'] = optax.tree.norm(g_actor)
+        metrics['grad_norm/critic'] = optax.tree.norm(g_critic)
+        metrics['wm/horizon'] = wm_horizon.astype(jnp.float32)
+        metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
+        return new_state, metrics
 
-  # --------------------------------------------------------------- acting
-  def initial_carry(self, state: TrainState, batch_size: int) -> Carry:
-    latent = self.wm.initial_state(state.params['wm'], (batch_size,))
-    return latent, jnp.zeros((batch_size, self.action_dim), jnp.float32)
+    # --------------------------------------------------------------- acting
+    def initial_carry(self, state: TrainState, batch_size: int) -> Carry:
+        latent = self.wm.initial_state(state.params['wm'], (batch_size,))
+        return latent, jnp.zeros((batch_size, self.action_dim), jnp.float32)
 
-  def policy_step(self, state: TrainState, obs: dict, carry: Carry, key: jax.Array,
-                  mode: bool = False) -> tuple[jax.Array, Carry]:
-    """One acting step (spec 7.1). obs: 'state' [N, obs_dim], 'reward' [N], 'time_step' [N],
-    'is_first' [N] bool, optional 'image' [N, 64, 64, 3]. Returns (action [N, A], new carry)."""
-    wm, ac = self.wm, self.ac
-    params = jax.lax.stop_gradient(state.params)
-    latent, prev_action = carry
-    n = obs['reward'].shape[0]
-    chex.assert_shape(prev_action, (n, self.action_dim))
-    k_post, k_act = jax.random.split(key)
-    embed = wm.embed(params['wm'], obs)
-    latent, _ = wm.obs_step(params['wm'], latent, prev_action, embed,
-                            obs['is_first'].astype(bool), k_post)
-    pol = ac.policy(params['actor'], rssm_lib.feat(latent))
-    action = jax.lax.stop_gradient(ac.sample(pol, k_act, mode=mode))
-    latent = jax.lax.stop_gradient(latent)
-    return action, (latent, action)
+    def policy_step(self, state: TrainState, obs: dict, carry: Carry, key: jax.Array,
+                    mode: bool = False) -> tuple[jax.Array, Carry]:
+        """One acting step (spec 7.1). obs: 'state' [N, obs_dim], 'reward' [N], 'time_step' [N],
+        'is_first' [N] bool, optional 'image' [N, 64, 64, 3]. Returns (action [N, A], new carry)."""
+        wm, ac = self.wm, self.ac
+        params = jax.lax.stop_gradient(state.params)
+        latent, prev_action = carry
+        n = obs['reward'].shape[0]
+        chex.assert_shape(prev_action, (n, self.action_dim))
+        k_post, k_act = jax.random.split(key)
+        embed = wm.embed(params['wm'], obs)
+        latent, _ = wm.obs_step(params['wm'], latent, prev_action, embed,
+                                obs['is_first'].astype(bool), k_post)
+        pol = ac.policy(params['actor'], rssm_lib.feat(latent))
+        action = jax.lax.stop_gradient(ac.sample(pol, k_act, mode=mode))
+        latent = jax.lax.stop_gradient(latent)
+        return action, (latent, action)

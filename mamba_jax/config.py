@@ -33,112 +33,112 @@ DREAMERV3_SIZES = {
 
 
 def _official() -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict()
-  c.preset = 'official'
-  # RSSM (spec 4.2, 9.1)
-  c.dyn_deter = 512
-  c.dyn_stoch = 16
-  c.dyn_discrete = 16
-  c.dyn_hidden = 64
-  c.unimix = 0.01
-  # encoder / decoder (spec 4.1, 4.3)
-  c.image_obs = False
-  c.cnn_depth = 32
-  c.enc_mlp_layers = 2
-  c.enc_mlp_units = 512
-  c.dec_mlp_layers = 2
-  c.dec_mlp_units = 512
-  # heads
-  c.reward_layers = 2
-  c.reward_units = 128
-  c.cont_layers = 2
-  c.cont_units = 128
-  c.critic_layers = 2
-  c.critic_units = 128
-  c.actor_layers = 2
-  c.actor_units = 128
-  c.twohot_bins = 255
-  # world-model loss (spec 4.4)
-  c.kl_dyn_scale = 0.5
-  c.kl_rep_scale = 0.1
-  c.kl_free = 1.0
-  c.decoder_scale = 1.0
-  c.reward_scale = 1.0
-  c.cont_scale = 1.0
-  # MAMBA (spec 5, 6.1)
-  c.hidden_states_subsample = 64
-  c.behavior_batch_length = 512
-  c.reconstruction_window = 3
-  c.multi_head_pairing = 'official_tiled'  # or 'aligned'
-  # behaviour (spec 6)
-  c.imag_horizon = 10
-  c.discount = 0.997
-  c.discount_lambda = 0.95
-  c.actor_entropy = 3e-4
-  c.actor_dist = 'normal'  # or 'onehot'
-  c.imag_gradient = 'dynamics'  # or 'reinforce'
-  c.actor_min_std = 0.1
-  c.actor_max_std = 1.0
-  c.actor_unimix = 0.01
-  c.slow_critic_fraction = 0.02
-  c.retnorm_alpha = 0.01
-  c.retnorm_percentiles = (5.0, 95.0)
-  c.retnorm_limit = 1.0
-  # optimisers (spec 4.4, 6.5, 6.6, 15)
-  c.model_lr = 1e-4
-  c.model_eps = 1e-8
-  c.model_grad_clip = 1000.0
-  c.actor_lr = 3e-5
-  c.critic_lr = 3e-5
-  c.ac_eps = 1e-5
-  c.actor_grad_clip = 100.0
-  c.critic_grad_clip = 100.0
-  # numerics / performance
-  c.compute_dtype = 'float32'  # or 'bfloat16'
-  c.scan_unroll = 1
-  return c
+    c = ml_collections.ConfigDict()
+    c.preset = 'official'
+    # RSSM (spec 4.2, 9.1)
+    c.dyn_deter = 512
+    c.dyn_stoch = 16
+    c.dyn_discrete = 16
+    c.dyn_hidden = 64
+    c.unimix = 0.01
+    # encoder / decoder (spec 4.1, 4.3)
+    c.image_obs = False
+    c.cnn_depth = 32
+    c.enc_mlp_layers = 2
+    c.enc_mlp_units = 512
+    c.dec_mlp_layers = 2
+    c.dec_mlp_units = 512
+    # heads
+    c.reward_layers = 2
+    c.reward_units = 128
+    c.cont_layers = 2
+    c.cont_units = 128
+    c.critic_layers = 2
+    c.critic_units = 128
+    c.actor_layers = 2
+    c.actor_units = 128
+    c.twohot_bins = 255
+    # world-model loss (spec 4.4)
+    c.kl_dyn_scale = 0.5
+    c.kl_rep_scale = 0.1
+    c.kl_free = 1.0
+    c.decoder_scale = 1.0
+    c.reward_scale = 1.0
+    c.cont_scale = 1.0
+    # MAMBA (spec 5, 6.1)
+    c.hidden_states_subsample = 64
+    c.behavior_batch_length = 512
+    c.reconstruction_window = 3
+    c.multi_head_pairing = 'official_tiled'  # or 'aligned'
+    # behaviour (spec 6)
+    c.imag_horizon = 10
+    c.discount = 0.997
+    c.discount_lambda = 0.95
+    c.actor_entropy = 3e-4
+    c.actor_dist = 'normal'  # or 'onehot'
+    c.imag_gradient = 'dynamics'  # or 'reinforce'
+    c.actor_min_std = 0.1
+    c.actor_max_std = 1.0
+    c.actor_unimix = 0.01
+    c.slow_critic_fraction = 0.02
+    c.retnorm_alpha = 0.01
+    c.retnorm_percentiles = (5.0, 95.0)
+    c.retnorm_limit = 1.0
+    # optimisers (spec 4.4, 6.5, 6.6, 15)
+    c.model_lr = 1e-4
+    c.model_eps = 1e-8
+    c.model_grad_clip = 1000.0
+    c.actor_lr = 3e-5
+    c.critic_lr = 3e-5
+    c.ac_eps = 1e-5
+    c.actor_grad_clip = 100.0
+    c.critic_grad_clip = 100.0
+    # numerics / performance
+    c.compute_dtype = 'float32'  # or 'bfloat16'
+    c.scan_unroll = 1
+    return c
 
 
 def agent_config(preset: str = 'official', **overrides) -> ml_collections.ConfigDict:
-  """Agent config for ``preset`` in {'official', 'XS', 'S', 'M', 'L', 'tiny'} with overrides."""
-  c = _official()
-  c.preset = preset
-  if preset in DREAMERV3_SIZES:
-    deter, units, layers, depth = DREAMERV3_SIZES[preset]
-    c.dyn_deter, c.dyn_hidden = deter, units
-    c.dyn_stoch, c.dyn_discrete = 32, 32
-    c.cnn_depth = depth
-    for name in ('enc_mlp', 'dec_mlp'):
-      c[f'{name}_layers'], c[f'{name}_units'] = layers, units
-    for name in ('reward', 'cont', 'critic', 'actor'):
-      c[f'{name}_layers'], c[f'{name}_units'] = layers, units
-  elif preset == 'tiny':
-    c.dyn_deter, c.dyn_hidden, c.dyn_stoch, c.dyn_discrete = 32, 16, 4, 4
-    c.cnn_depth = 4
-    c.enc_mlp_layers, c.enc_mlp_units = 2, 32
-    c.dec_mlp_layers, c.dec_mlp_units = 2, 32
-    for name in ('reward', 'cont', 'critic', 'actor'):
-      c[f'{name}_layers'], c[f'{name}_units'] = 2, 32
-    c.hidden_states_subsample = 8
-    c.behavior_batch_length = 8
-    c.imag_horizon = 3
-  elif preset != 'official':
-    raise ValueError(f'unknown preset {preset!r}')
-  for k, v in overrides.items():
-    if k not in c:
-      raise KeyError(f'unknown agent config field {k!r}')
-    c[k] = v
-  validate(c)
-  return c
+    """Agent config for ``preset`` in {'official', 'XS', 'S', 'M', 'L', 'tiny'} with overrides."""
+    c = _official()
+    c.preset = preset
+    if preset in DREAMERV3_SIZES:
+        deter, units, layers, depth = DREAMERV3_SIZES[preset]
+        c.dyn_deter, c.dyn_hidden = deter, units
+        c.dyn_stoch, c.dyn_discrete = 32, 32
+        c.cnn_depth = depth
+        for name in ('enc_mlp', 'dec_mlp'):
+            c[f'{name}_layers'], c[f'{name}_units'] = layers, units
+        for name in ('reward', 'cont', 'critic', 'actor'):
+            c[f'{name}_layers'], c[f'{name}_units'] = layers, units
+    elif preset == 'tiny':
+        c.dyn_deter, c.dyn_hidden, c.dyn_stoch, c.dyn_discrete = 32, 16, 4, 4
+        c.cnn_depth = 4
+        c.enc_mlp_layers, c.enc_mlp_units = 2, 32
+        c.dec_mlp_layers, c.dec_mlp_units = 2, 32
+        for name in ('reward', 'cont', 'critic', 'actor'):
+            c[f'{name}_layers'], c[f'{name}_units'] = 2, 32
+        c.hidden_states_subsample = 8
+        c.behavior_batch_length = 8
+        c.imag_horizon = 3
+    elif preset != 'official':
+        raise ValueError(f'unknown preset {preset!r}')
+    for k, v in overrides.items():
+        if k not in c:
+            raise KeyError(f'unknown agent config field {k!r}')
+        c[k] = v
+    validate(c)
+    return c
 
 
 def validate(c: ml_collections.ConfigDict) -> None:
-  """Refuse settings the implementation does not support."""
-  assert c.reconstruction_window >= 0 and (c.reconstruction_window == 0
-                                           or c.reconstruction_window % 2 == 1), (
-                                               'reconstruction_window must be 0 or odd')
-  assert c.multi_head_pairing in ('official_tiled', 'aligned'), c.multi_head_pairing
-  assert c.actor_dist in ('normal', 'onehot'), c.actor_dist
-  assert c.imag_gradient in ('dynamics', 'reinforce'), c.imag_gradient
-  assert c.compute_dtype in ('float32', 'bfloat16'), c.compute_dtype
-  assert c.imag_horizon >= 2, 'imag_horizon must be >= 2 (one lambda-return target)'
+    """Refuse settings the implementation does not support."""
+    assert c.reconstruction_window >= 0 and (c.reconstruction_window == 0
+                                             or c.reconstruction_window % 2 == 1), (
+                                                 'reconstruction_window must be 0 or odd')
+    assert c.multi_head_pairing in ('official_tiled', 'aligned'), c.multi_head_pairing
+    assert c.actor_dist in ('normal', 'onehot'), c.actor_dist
+    assert c.imag_gradient in ('dynamics', 'reinforce'), c.imag_gradient
+    assert c.compute_dtype in ('float32', 'bfloat16'), c.compute_dtype
+    assert c.imag_horizon >= 2, 'imag_horizon must be >= 2 (one lambda-return target)'

@@ -21,96 +21,96 @@ BIN_LOW, BIN_HIGH = -20.0, 20.0
 
 
 def bins(num: int = NUM_BINS, low: float = BIN_LOW, high: float = BIN_HIGH) -> jax.Array:
-  """The bin centres in symlog space: [num] (built symmetrically so the middle bin is exactly 0)."""
-  mid = (num - 1) / 2
-  centres = (np.arange(num) - mid) * ((high - low) / (num - 1)) + (high + low) / 2
-  return jnp.asarray(centres, jnp.float32)
+    """The bin centres in symlog space: [num] (built symmetrically so the middle bin is exactly 0)."""
+    mid = (num - 1) / 2
+    centres = (np.arange(num) - mid) * ((high - low) / (num - 1)) + (high + low) / 2
+    return jnp.asarray(centres, jnp.float32)
 
 
 # ----------------------------------------------------------------------------- two-hot
 
 
 def twohot_encode(y: jax.Array, centres: jax.Array) -> jax.Array:
-  """Two-hot weights of y (already in symlog space) over ``centres``: [...] -> [..., K].
+    """Two-hot weights of y (already in symlog space) over ``centres``: [...] -> [..., K].
 
-  k_lo = #(centres <= y) - 1, k_hi = K - #(centres > y), both clipped to [0, K-1]; if equal the
-  whole weight goes there, else w_lo = |c_hi - y| / (|c_lo - y| + |c_hi - y|), w_hi = 1 - w_lo.
-  """
-  k = centres.shape[0]
-  y = y.astype(jnp.float32)
-  below = jnp.sum((centres <= y[..., None]).astype(jnp.int32), -1) - 1
-  above = k - jnp.sum((centres > y[..., None]).astype(jnp.int32), -1)
-  below = jnp.clip(below, 0, k - 1)
-  above = jnp.clip(above, 0, k - 1)
-  equal = below == above
-  d_lo = jnp.where(equal, 1.0, jnp.abs(centres[below] - y))
-  d_hi = jnp.where(equal, 1.0, jnp.abs(centres[above] - y))
-  total = d_lo + d_hi
-  w_lo = d_hi / total
-  w_hi = d_lo / total
-  return (jax.nn.one_hot(below, k) * w_lo[..., None] + jax.nn.one_hot(above, k) * w_hi[..., None])
+    k_lo = #(centres <= y) - 1, k_hi = K - #(centres > y), both clipped to [0, K-1]; if equal the
+    whole weight goes there, else w_lo = |c_hi - y| / (|c_lo - y| + |c_hi - y|), w_hi = 1 - w_lo.
+    """
+    k = centres.shape[0]
+    y = y.astype(jnp.float32)
+    below = jnp.sum((centres <= y[..., None]).astype(jnp.int32), -1) - 1
+    above = k - jnp.sum((centres > y[..., None]).astype(jnp.int32), -1)
+    below = jnp.clip(below, 0, k - 1)
+    above = jnp.clip(above, 0, k - 1)
+    equal = below == above
+    d_lo = jnp.where(equal, 1.0, jnp.abs(centres[below] - y))
+    d_hi = jnp.where(equal, 1.0, jnp.abs(centres[above] - y))
+    total = d_lo + d_hi
+    w_lo = d_hi / total
+    w_hi = d_lo / total
+    return (jax.nn.one_hot(below, k) * w_lo[..., None] + jax.nn.one_hot(above, k) * w_hi[..., None])
 
 
 def twohot_log_prob(logits: jax.Array, target: jax.Array, centres: jax.Array | None = None
                     ) -> jax.Array:
-  """log p(target) = sum_k twohot(symlog(target))_k log_softmax(logits)_k.  [..., K], [...] -> [...]."""
-  centres = bins(logits.shape[-1]) if centres is None else centres
-  chex.assert_equal_shape_prefix([logits, target], target.ndim)
-  weights = twohot_encode(symlog(target), centres)
-  return jnp.sum(weights * jax.nn.log_softmax(logits.astype(jnp.float32), -1), -1)
+    """log p(target) = sum_k twohot(symlog(target))_k log_softmax(logits)_k.  [..., K], [...] -> [...]."""
+    centres = bins(logits.shape[-1]) if centres is None else centres
+    chex.assert_equal_shape_prefix([logits, target], target.ndim)
+    weights = twohot_encode(symlog(target), centres)
+    return jnp.sum(weights * jax.nn.log_softmax(logits.astype(jnp.float32), -1), -1)
 
 
 def twohot_mean(logits: jax.Array, centres: jax.Array | None = None) -> jax.Array:
-  """Prediction (mode) = symexp(sum_k softmax(logits)_k c_k).  [..., K] -> [...]."""
-  centres = bins(logits.shape[-1]) if centres is None else centres
-  probs = jax.nn.softmax(logits.astype(jnp.float32), -1)
-  return symexp(jnp.sum(probs * centres, -1))
+    """Prediction (mode) = symexp(sum_k softmax(logits)_k c_k).  [..., K] -> [...]."""
+    centres = bins(logits.shape[-1]) if centres is None else centres
+    probs = jax.nn.softmax(logits.astype(jnp.float32), -1)
+    return symexp(jnp.sum(probs * centres, -1))
 
 
 # ----------------------------------------------------------------------------- categorical
 
 
 def unimix_probs(logits: jax.Array, unimix: float) -> jax.Array:
-  """(1 - unimix) softmax(logits) + unimix / K over the last axis (float32)."""
-  probs = jax.nn.softmax(logits.astype(jnp.float32), -1)
-  if unimix > 0.0:
-    probs = (1.0 - unimix) * probs + unimix / logits.shape[-1]
-  return probs
+    """(1 - unimix) softmax(logits) + unimix / K over the last axis (float32)."""
+    probs = jax.nn.softmax(logits.astype(jnp.float32), -1)
+    if unimix > 0.0:
+        probs = (1.0 - unimix) * probs + unimix / logits.shape[-1]
+    return probs
 
 
 def onehot_sample(key: jax.Array, probs: jax.Array) -> jax.Array:
-  """Straight-through one-hot sample: onehot(s) + probs - sg(probs).  [..., K] -> [..., K]."""
-  idx = jax.random.categorical(key, jnp.log(probs), axis=-1)
-  sample = jax.nn.one_hot(idx, probs.shape[-1], dtype=probs.dtype)
-  return sample + probs - jax.lax.stop_gradient(probs)
+    """Straight-through one-hot sample: onehot(s) + probs - sg(probs).  [..., K] -> [..., K]."""
+    idx = jax.random.categorical(key, jnp.log(probs), axis=-1)
+    sample = jax.nn.one_hot(idx, probs.shape[-1], dtype=probs.dtype)
+    return sample + probs - jax.lax.stop_gradient(probs)
 
 
 def onehot_sample_gumbel(gumbel: jax.Array, probs: jax.Array) -> jax.Array:
-  """``onehot_sample`` with pre-drawn Gumbel(0, 1) noise of probs' shape (Gumbel-max trick)."""
-  idx = jnp.argmax(jnp.log(probs) + gumbel, -1)
-  sample = jax.nn.one_hot(idx, probs.shape[-1], dtype=probs.dtype)
-  return sample + probs - jax.lax.stop_gradient(probs)
+    """``onehot_sample`` with pre-drawn Gumbel(0, 1) noise of probs' shape (Gumbel-max trick)."""
+    idx = jnp.argmax(jnp.log(probs) + gumbel, -1)
+    sample = jax.nn.one_hot(idx, probs.shape[-1], dtype=probs.dtype)
+    return sample + probs - jax.lax.stop_gradient(probs)
 
 
 def onehot_mode(probs: jax.Array) -> jax.Array:
-  """Straight-through one-hot argmax: onehot(argmax) + probs - sg(probs)."""
-  mode = jax.nn.one_hot(jnp.argmax(probs, -1), probs.shape[-1], dtype=probs.dtype)
-  return mode + probs - jax.lax.stop_gradient(probs)
+    """Straight-through one-hot argmax: onehot(argmax) + probs - sg(probs)."""
+    mode = jax.nn.one_hot(jnp.argmax(probs, -1), probs.shape[-1], dtype=probs.dtype)
+    return mode + probs - jax.lax.stop_gradient(probs)
 
 
 def onehot_log_prob(probs: jax.Array, x: jax.Array) -> jax.Array:
-  """sum_k x_k log probs_k: [..., K] -> [...]."""
-  return jnp.sum(x * jnp.log(probs), -1)
+    """sum_k x_k log probs_k: [..., K] -> [...]."""
+    return jnp.sum(x * jnp.log(probs), -1)
 
 
 def categorical_entropy(probs: jax.Array) -> jax.Array:
-  """-sum_k p_k log p_k: [..., K] -> [...]."""
-  return -jnp.sum(probs * jnp.log(probs), -1)
+    """-sum_k p_k log p_k: [..., K] -> [...]."""
+    return -jnp.sum(probs * jnp.log(probs), -1)
 
 
 def categorical_kl(p: jax.Array, q: jax.Array) -> jax.Array:
-  """KL[p || q] = sum_k p_k (log p_k - log q_k) over the last axis: [..., K] -> [...]."""
-  return jnp.sum(p * (jnp.log(p) - jnp.log(q)), -1)
+    """KL[p || q] = sum_k p_k (log p_k - log q_k) over the last axis: [..., K] -> [...]."""
+    return jnp.sum(p * (jnp.log(p) - jnp.log(q)), -1)
 
 
 # ----------------------------------------------------------------------------- bounded normal
@@ -118,22 +118,22 @@ def categorical_kl(p: jax.Array, q: jax.Array) -> jax.Array:
 
 def normal_params(out: jax.Array, min_std: float = 0.1, max_std: float = 1.0
                   ) -> tuple[jax.Array, jax.Array]:
-  """Actor head output [..., 2A] -> (mean tanh(mu), std (max-min) sigmoid(s + 2) + min)."""
-  mu, s = jnp.split(out.astype(jnp.float32), 2, -1)
-  return jnp.tanh(mu), (max_std - min_std) * jax.nn.sigmoid(s + 2.0) + min_std
+    """Actor head output [..., 2A] -> (mean tanh(mu), std (max-min) sigmoid(s + 2) + min)."""
+    mu, s = jnp.split(out.astype(jnp.float32), 2, -1)
+    return jnp.tanh(mu), (max_std - min_std) * jax.nn.sigmoid(s + 2.0) + min_std
 
 
 def normal_sample(key: jax.Array, mean: jax.Array, std: jax.Array) -> jax.Array:
-  """Reparameterised sample mean + std * eps (not squashed or clipped)."""
-  return mean + std * jax.random.normal(key, mean.shape, mean.dtype)
+    """Reparameterised sample mean + std * eps (not squashed or clipped)."""
+    return mean + std * jax.random.normal(key, mean.shape, mean.dtype)
 
 
 def normal_log_prob(mean: jax.Array, std: jax.Array, x: jax.Array) -> jax.Array:
-  """Independent normal log-density summed over the last axis: [..., A] -> [...]."""
-  z = (x - mean) / std
-  return jnp.sum(-0.5 * z**2 - jnp.log(std) - 0.5 * math.log(2 * math.pi), -1)
+    """Independent normal log-density summed over the last axis: [..., A] -> [...]."""
+    z = (x - mean) / std
+    return jnp.sum(-0.5 * z**2 - jnp.log(std) - 0.5 * math.log(2 * math.pi), -1)
 
 
 def normal_entropy(std: jax.Array) -> jax.Array:
-  """Entropy of an independent normal, summed over the last axis: [..., A] -> [...]."""
-  return jnp.sum(0.5 + 0.5 * math.log(2 * math.pi) + jnp.log(std), -1)
+    """Entropy of an independent normal, summed over the last axis: [..., A] -> [...]."""
+    return jnp.sum(0.5 + 0.5 * math.log(2 * math.pi) + jnp.log(std), -1)

@@ -18,115 +18,115 @@ B, T, OBS, A = 2, 20, 2, 2
 
 
 def make_batch(seed=0, b=B, t=T):
-  rng = np.random.default_rng(seed)
-  is_first = np.zeros((b, t), bool)
-  is_first[:, 0] = True
-  action = rng.uniform(-1, 1, size=(b, t, A)).astype(np.float32)
-  action[:, 0] = 0
-  pos = np.cumsum(0.1 * action, 1)
-  return {'state': pos.astype(np.float32),
-          'reward': (-np.linalg.norm(pos - 0.3, axis=-1)).astype(np.float32),
-          'time_step': np.tile(np.arange(t) / t, (b, 1)).astype(np.float32),
-          'is_first': is_first, 'is_terminal': np.zeros((b, t), bool), 'action': action}
+    rng = np.random.default_rng(seed)
+    is_first = np.zeros((b, t), bool)
+    is_first[:, 0] = True
+    action = rng.uniform(-1, 1, size=(b, t, A)).astype(np.float32)
+    action[:, 0] = 0
+    pos = np.cumsum(0.1 * action, 1)
+    return {'state': pos.astype(np.float32),
+            'reward': (-np.linalg.norm(pos - 0.3, axis=-1)).astype(np.float32),
+            'time_step': np.tile(np.arange(t) / t, (b, 1)).astype(np.float32),
+            'is_first': is_first, 'is_terminal': np.zeros((b, t), bool), 'action': action}
 
 
 @pytest.fixture(scope='module')
 def agent():
-  # a larger model learning rate so that 50 updates show a clear decrease
-  return Agent(agent_config('tiny', model_lr=1e-3), obs_dim=OBS, action_dim=A, discrete=False)
+    # a larger model learning rate so that 50 updates show a clear decrease
+    return Agent(agent_config('tiny', model_lr=1e-3), obs_dim=OBS, action_dim=A, discrete=False)
 
 
 @pytest.fixture(scope='module')
 def train_fn(agent):
-  @tjit
-  @chex.assert_max_traces(n=1)
-  def step(state, batch, key, wm_horizon):
-    return agent.train_step(state, batch, key, wm_horizon)
-  return step
+    @tjit
+    @chex.assert_max_traces(n=1)
+    def step(state, batch, key, wm_horizon):
+        return agent.train_step(state, batch, key, wm_horizon)
+    return step
 
 
 def test_agent_is_hashable_and_init(agent):
-  hash(agent)
-  state = agent.init(jax.random.key(0))
-  assert isinstance(state, TrainState)
-  assert set(state.params) == {'wm', 'actor', 'critic', 'slow_critic'}
-  assert set(state.opt_state) == {'wm', 'actor', 'critic'}
-  chex.assert_trees_all_equal(state.params['critic'], state.params['slow_critic'])
-  assert state.retnorm.shape == (2,) and int(state.step) == 0
+    hash(agent)
+    state = agent.init(jax.random.key(0))
+    assert isinstance(state, TrainState)
+    assert set(state.params) == {'wm', 'actor', 'critic', 'slow_critic'}
+    assert set(state.opt_state) == {'wm', 'actor', 'critic'}
+    chex.assert_trees_all_equal(state.params['critic'], state.params['slow_critic'])
+    assert state.retnorm.shape == (2,) and int(state.step) == 0
 
 
 def test_train_step_learns_and_does_not_retrace(agent, train_fn):
-  state = agent.init(jax.random.key(0))
-  batch = make_batch()
-  losses = []
-  for i in range(50):
-    # traced wm_horizon: different values must not retrace
-    state, metrics = train_fn(state, batch, jax.random.key(i), jnp.int32(T - (i % 3)))
-    losses.append(float(metrics['wm/loss']))
-  assert int(state.step) == 50
-  for name in ('wm/loss', 'wm/kl_dyn', 'wm/decoder_state', 'wm/reward', 'wm/cont',
-               'ac/actor_loss', 'ac/critic_loss', 'ac/return_mean', 'ac/entropy',
-               'ac/retnorm_scale', 'grad_norm/wm', 'grad_norm/actor', 'grad_norm/critic'):
-    assert metrics[name].dtype == jnp.float32 and np.isfinite(metrics[name]), name
-  assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), (losses[:5], losses[-5:])
-  # the slow critic moved towards the critic, the return normaliser was updated
-  assert not np.allclose(state.retnorm, 0.0)
+    state = agent.init(jax.random.key(0))
+    batch = make_batch()
+    losses = []
+    for i in range(50):
+        # traced wm_horizon: different values must not retrace
+        state, metrics = train_fn(state, batch, jax.random.key(i), jnp.int32(T - (i % 3)))
+        losses.append(float(metrics['wm/loss']))
+    assert int(state.step) == 50
+    for name in ('wm/loss', 'wm/kl_dyn', 'wm/decoder_state', 'wm/reward', 'wm/cont',
+                 'ac/actor_loss', 'ac/critic_loss', 'ac/return_mean', 'ac/entropy',
+                 'ac/retnorm_scale', 'grad_norm/wm', 'grad_norm/actor', 'grad_norm/critic'):
+        assert metrics[name].dtype == jnp.float32 and np.isfinite(metrics[name]), name
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), (losses[:5], losses[-5:])
+    # the slow critic moved towards the critic, the return normaliser was updated
+    assert not np.allclose(state.retnorm, 0.0)
 
 
 def test_policy_step(agent):
-  state = agent.init(jax.random.key(0))
-  n = 3
-  carry = agent.initial_carry(state, n)
-  obs = {'state': jnp.ones((n, OBS)), 'reward': jnp.zeros((n,)), 'time_step': jnp.zeros((n,)),
-         'is_first': jnp.array([True, True, True])}
+    state = agent.init(jax.random.key(0))
+    n = 3
+    carry = agent.initial_carry(state, n)
+    obs = {'state': jnp.ones((n, OBS)), 'reward': jnp.zeros((n,)), 'time_step': jnp.zeros((n,)),
+           'is_first': jnp.array([True, True, True])}
 
-  @functools.partial(tjit, static_argnames='mode')
-  @chex.assert_max_traces(n=2)  # one per value of the static ``mode``
-  def act(state, obs, carry, key, mode):
-    return agent.policy_step(state, obs, carry, key, mode)
-  action, carry1 = act(state, obs, carry, jax.random.key(1), mode=False)
-  assert action.shape == (n, A) and carry1[1].shape == (n, A)
-  np.testing.assert_array_equal(carry1[1], action)
-  assert carry1[0]['deter'].shape == (n, agent.config.dyn_deter)
-  # mode: the actor is deterministic given the latent, the latent sample still uses the key
-  a1, _ = act(state, obs, carry, jax.random.key(2), mode=True)
-  a2, _ = act(state, obs, carry, jax.random.key(2), mode=True)
-  np.testing.assert_array_equal(a1, a2)
-  assert np.all(np.abs(a1) <= 1.0)  # mode = tanh(mu)
-  # is_first resets: a carry with garbage gives the same result as the initial carry
-  junk = jax.tree.map(lambda x: x + 5.0, carry1)
-  b1, c1 = act(state, obs, junk, jax.random.key(3), mode=False)
-  b2, c2 = act(state, obs, carry, jax.random.key(3), mode=False)
-  np.testing.assert_allclose(b1, b2, rtol=1e-6)
-  # without is_first the carry matters
-  obs2 = dict(obs, is_first=jnp.array([False, False, False]))
-  b3, _ = act(state, obs2, junk, jax.random.key(3), mode=False)
-  assert not np.allclose(b3, b2)
-  for _ in range(3):  # no retracing across calls
-    act(state, obs2, c1, jax.random.key(4), mode=False)
+    @functools.partial(tjit, static_argnames='mode')
+    @chex.assert_max_traces(n=2)  # one per value of the static ``mode``
+    def act(state, obs, carry, key, mode):
+        return agent.policy_step(state, obs, carry, key, mode)
+    action, carry1 = act(state, obs, carry, jax.random.key(1), mode=False)
+    assert action.shape == (n, A) and carry1[1].shape == (n, A)
+    np.testing.assert_array_equal(carry1[1], action)
+    assert carry1[0]['deter'].shape == (n, agent.config.dyn_deter)
+    # mode: the actor is deterministic given the latent, the latent sample still uses the key
+    a1, _ = act(state, obs, carry, jax.random.key(2), mode=True)
+    a2, _ = act(state, obs, carry, jax.random.key(2), mode=True)
+    np.testing.assert_array_equal(a1, a2)
+    assert np.all(np.abs(a1) <= 1.0)  # mode = tanh(mu)
+    # is_first resets: a carry with garbage gives the same result as the initial carry
+    junk = jax.tree.map(lambda x: x + 5.0, carry1)
+    b1, c1 = act(state, obs, junk, jax.random.key(3), mode=False)
+    b2, c2 = act(state, obs, carry, jax.random.key(3), mode=False)
+    np.testing.assert_allclose(b1, b2, rtol=1e-6)
+    # without is_first the carry matters
+    obs2 = dict(obs, is_first=jnp.array([False, False, False]))
+    b3, _ = act(state, obs2, junk, jax.random.key(3), mode=False)
+    assert not np.allclose(b3, b2)
+    for _ in range(3):  # no retracing across calls
+        act(state, obs2, c1, jax.random.key(4), mode=False)
 
 
 def test_discrete_policy_step():
-  agent = Agent(agent_config('tiny', actor_dist='onehot', imag_gradient='reinforce'),
-                obs_dim=0, action_dim=4, discrete=True)
-  state = agent.init(jax.random.key(0))
-  obs = {'state': jnp.zeros((2, 0)), 'reward': jnp.zeros((2,)), 'time_step': jnp.zeros((2,)),
-         'is_first': jnp.array([True, False])}
-  action, _ = tjit(agent.policy_step, static_argnames='mode')(
-      state, obs, agent.initial_carry(state, 2), jax.random.key(1), mode=False)
-  assert action.shape == (2, 4)
-  np.testing.assert_allclose(action.sum(-1), 1.0, rtol=1e-6)
+    agent = Agent(agent_config('tiny', actor_dist='onehot', imag_gradient='reinforce'),
+                  obs_dim=0, action_dim=4, discrete=True)
+    state = agent.init(jax.random.key(0))
+    obs = {'state': jnp.zeros((2, 0)), 'reward': jnp.zeros((2,)), 'time_step': jnp.zeros((2,)),
+           'is_first': jnp.array([True, False])}
+    action, _ = tjit(agent.policy_step, static_argnames='mode')(
+        state, obs, agent.initial_carry(state, 2), jax.random.key(1), mode=False)
+    assert action.shape == (2, 4)
+    np.testing.assert_allclose(action.sum(-1), 1.0, rtol=1e-6)
 
 
 def test_bf16_compute_close_to_f32():
-  batch = make_batch(1)
-  losses = {}
-  for dtype in ('float32', 'bfloat16'):
-    agent = Agent(agent_config('tiny', compute_dtype=dtype, reconstruction_window=0),
-                  obs_dim=OBS, action_dim=A, discrete=False)
-    state = agent.init(jax.random.key(0))
-    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(state.params))
-    loss, _ = tjit(agent.wm.loss)(state.params['wm'], batch, jax.random.key(1), jnp.int32(T))
-    losses[dtype] = float(loss)
-  assert np.isfinite(losses['bfloat16'])
-  np.testing.assert_allclose(losses['bfloat16'], losses['float32'], rtol=0.05)
+    batch = make_batch(1)
+    losses = {}
+    for dtype in ('float32', 'bfloat16'):
+        agent = Agent(agent_config('tiny', compute_dtype=dtype, reconstruction_window=0),
+                      obs_dim=OBS, action_dim=A, discrete=False)
+        state = agent.init(jax.random.key(0))
+        assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(state.params))
+        loss, _ = tjit(agent.wm.loss)(state.params['wm'], batch, jax.random.key(1), jnp.int32(T))
+        losses[dtype] = float(loss)
+    assert np.isfinite(losses['bfloat16'])
+    np.testing.assert_allclose(losses['bfloat16'], losses['float32'], rtol=0.05)

@@ -14,78 +14,78 @@ from mamba_jax.nets import symlog
     (5.0, 138, 139, 0.622327),
 ])
 def test_twohot_spec_vectors(r, lo, hi, w_lo):
-  w = np.asarray(dist.twohot_encode(symlog(jnp.float32(r)), dist.bins()))
-  assert w.shape == (255,)
-  np.testing.assert_allclose(w[lo], w_lo, atol=2e-5)
-  np.testing.assert_allclose(w[hi], 1 - w_lo, atol=2e-5)
-  assert np.count_nonzero(w) == 2
+    w = np.asarray(dist.twohot_encode(symlog(jnp.float32(r)), dist.bins()))
+    assert w.shape == (255,)
+    np.testing.assert_allclose(w[lo], w_lo, atol=2e-5)
+    np.testing.assert_allclose(w[hi], 1 - w_lo, atol=2e-5)
+    assert np.count_nonzero(w) == 2
 
 
 def test_twohot_zero_and_bin_values():
-  c = np.asarray(dist.bins())
-  np.testing.assert_allclose(c[1] - c[0], 40 / 254, rtol=1e-6)
-  np.testing.assert_allclose([c[131], c[132]], [0.629921, 0.787402], atol=1e-6)
-  w = np.asarray(dist.twohot_encode(jnp.float32(0.0), dist.bins()))
-  assert w[127] == 1.0 and np.count_nonzero(w) == 1
+    c = np.asarray(dist.bins())
+    np.testing.assert_allclose(c[1] - c[0], 40 / 254, rtol=1e-6)
+    np.testing.assert_allclose([c[131], c[132]], [0.629921, 0.787402], atol=1e-6)
+    w = np.asarray(dist.twohot_encode(jnp.float32(0.0), dist.bins()))
+    assert w[127] == 1.0 and np.count_nonzero(w) == 1
 
 
 def test_twohot_out_of_range_clips():
-  w = np.asarray(dist.twohot_encode(jnp.array([25.0, -25.0]), dist.bins()))
-  assert w[0, 254] == 1.0 and w[1, 0] == 1.0
+    w = np.asarray(dist.twohot_encode(jnp.array([25.0, -25.0]), dist.bins()))
+    assert w[0, 254] == 1.0 and w[1, 0] == 1.0
 
 
 def test_twohot_round_trip_expectation_equals_target():
-  y = jax.random.uniform(jax.random.key(0), (1000,), minval=-1e3, maxval=1e3)
-  y = jnp.concatenate([y, jnp.array([0.0, 1.0, -0.1, 5.0, 1e5])])
-  w = dist.twohot_encode(symlog(y), dist.bins())
-  np.testing.assert_allclose(w.sum(-1), 1.0, rtol=1e-6)
-  # the expectation of the two-hot weights is the symlog target ...
-  np.testing.assert_allclose(w @ dist.bins(), symlog(y), atol=2e-5)
-  # ... and a head whose softmax equals the two-hot weights decodes the target
-  logits = jnp.log(jnp.maximum(w, 1e-30))
-  np.testing.assert_allclose(dist.twohot_mean(logits), y, rtol=1e-3, atol=1e-4)
+    y = jax.random.uniform(jax.random.key(0), (1000,), minval=-1e3, maxval=1e3)
+    y = jnp.concatenate([y, jnp.array([0.0, 1.0, -0.1, 5.0, 1e5])])
+    w = dist.twohot_encode(symlog(y), dist.bins())
+    np.testing.assert_allclose(w.sum(-1), 1.0, rtol=1e-6)
+    # the expectation of the two-hot weights is the symlog target ...
+    np.testing.assert_allclose(w @ dist.bins(), symlog(y), atol=2e-5)
+    # ... and a head whose softmax equals the two-hot weights decodes the target
+    logits = jnp.log(jnp.maximum(w, 1e-30))
+    np.testing.assert_allclose(dist.twohot_mean(logits), y, rtol=1e-3, atol=1e-4)
 
 
 def test_twohot_log_prob_is_cross_entropy():
-  logits = jax.random.normal(jax.random.key(0), (4, 255))
-  target = jnp.array([0.0, 1.0, -0.1, 5.0])
-  w = dist.twohot_encode(symlog(target), dist.bins())
-  expect = np.sum(np.asarray(w) * np.asarray(jax.nn.log_softmax(logits)), -1)
-  np.testing.assert_allclose(dist.twohot_log_prob(logits, target), expect, rtol=1e-5)
+    logits = jax.random.normal(jax.random.key(0), (4, 255))
+    target = jnp.array([0.0, 1.0, -0.1, 5.0])
+    w = dist.twohot_encode(symlog(target), dist.bins())
+    expect = np.sum(np.asarray(w) * np.asarray(jax.nn.log_softmax(logits)), -1)
+    np.testing.assert_allclose(dist.twohot_log_prob(logits, target), expect, rtol=1e-5)
 
 
 def test_unimix_and_straight_through_sample():
-  logits = jnp.array([[10.0, 0.0, -10.0, 0.0]])
-  p = dist.unimix_probs(logits, 0.01)
-  np.testing.assert_allclose(p.sum(-1), 1.0, rtol=1e-6)
-  assert float(p.min()) >= 0.01 / 4 - 1e-7
-  s = dist.onehot_sample(jax.random.key(0), p)
-  np.testing.assert_allclose(s.sum(-1), 1.0, rtol=1e-6)
-  assert set(np.round(np.asarray(s), 5).ravel()) <= {0.0, 1.0}
-  # straight-through: d sample / d probs = identity
-  g = jax.grad(lambda q: jnp.sum(dist.onehot_sample(jax.random.key(0), q) * jnp.arange(4.0)))(p)
-  np.testing.assert_allclose(g, [[0.0, 1.0, 2.0, 3.0]])
-  m = dist.onehot_mode(p)
-  np.testing.assert_allclose(m, [[1.0, 0.0, 0.0, 0.0]], atol=1e-6)
+    logits = jnp.array([[10.0, 0.0, -10.0, 0.0]])
+    p = dist.unimix_probs(logits, 0.01)
+    np.testing.assert_allclose(p.sum(-1), 1.0, rtol=1e-6)
+    assert float(p.min()) >= 0.01 / 4 - 1e-7
+    s = dist.onehot_sample(jax.random.key(0), p)
+    np.testing.assert_allclose(s.sum(-1), 1.0, rtol=1e-6)
+    assert set(np.round(np.asarray(s), 5).ravel()) <= {0.0, 1.0}
+    # straight-through: d sample / d probs = identity
+    g = jax.grad(lambda q: jnp.sum(dist.onehot_sample(jax.random.key(0), q) * jnp.arange(4.0)))(p)
+    np.testing.assert_allclose(g, [[0.0, 1.0, 2.0, 3.0]])
+    m = dist.onehot_mode(p)
+    np.testing.assert_allclose(m, [[1.0, 0.0, 0.0, 0.0]], atol=1e-6)
 
 
 def test_categorical_kl_hand_values():
-  p = jnp.array([0.5, 0.5])
-  q = jnp.array([0.25, 0.75])
-  expect = 0.5 * np.log(0.5 / 0.25) + 0.5 * np.log(0.5 / 0.75)
-  np.testing.assert_allclose(dist.categorical_kl(p, q), expect, rtol=1e-6)
-  np.testing.assert_allclose(dist.categorical_kl(p, p), 0.0, atol=1e-7)
-  np.testing.assert_allclose(dist.categorical_entropy(p), np.log(2), rtol=1e-6)
+    p = jnp.array([0.5, 0.5])
+    q = jnp.array([0.25, 0.75])
+    expect = 0.5 * np.log(0.5 / 0.25) + 0.5 * np.log(0.5 / 0.75)
+    np.testing.assert_allclose(dist.categorical_kl(p, q), expect, rtol=1e-6)
+    np.testing.assert_allclose(dist.categorical_kl(p, p), 0.0, atol=1e-7)
+    np.testing.assert_allclose(dist.categorical_entropy(p), np.log(2), rtol=1e-6)
 
 
 def test_bounded_normal():
-  out = jnp.array([[0.0, 100.0, -100.0, 0.0]])  # mu = (0, 100), s = (-100, 0)
-  mean, std = dist.normal_params(out)
-  np.testing.assert_allclose(mean, [[0.0, 1.0]], atol=1e-6)
-  np.testing.assert_allclose(std, [[0.1, 0.9 / (1 + np.exp(-2.0)) + 0.1]], rtol=1e-6)
-  x = jnp.array([[0.3, 0.2]])
-  ref = sum(-0.5 * ((x[0, i] - mean[0, i]) / std[0, i])**2 - np.log(std[0, i])
-            - 0.5 * np.log(2 * np.pi) for i in range(2))
-  np.testing.assert_allclose(dist.normal_log_prob(mean, std, x), [ref], rtol=1e-5)
-  ent = np.sum(0.5 * np.log(2 * np.pi * np.e * np.asarray(std)**2))
-  np.testing.assert_allclose(dist.normal_entropy(std), [ent], rtol=1e-5)
+    out = jnp.array([[0.0, 100.0, -100.0, 0.0]])  # mu = (0, 100), s = (-100, 0)
+    mean, std = dist.normal_params(out)
+    np.testing.assert_allclose(mean, [[0.0, 1.0]], atol=1e-6)
+    np.testing.assert_allclose(std, [[0.1, 0.9 / (1 + np.exp(-2.0)) + 0.1]], rtol=1e-6)
+    x = jnp.array([[0.3, 0.2]])
+    ref = sum(-0.5 * ((x[0, i] - mean[0, i]) / std[0, i])**2 - np.log(std[0, i])
+              - 0.5 * np.log(2 * np.pi) for i in range(2))
+    np.testing.assert_allclose(dist.normal_log_prob(mean, std, x), [ref], rtol=1e-5)
+    ent = np.sum(0.5 * np.log(2 * np.pi * np.e * np.asarray(std)**2))
+    np.testing.assert_allclose(dist.normal_entropy(std), [ent], rtol=1e-5)

@@ -29,118 +29,118 @@ tjit = functools.partial(jax.jit, compiler_options={'xla_backend_optimization_le
     (123456, 300, 300, -1, 300),  # no schedule
 ])
 def test_wm_horizon_at(frames, total, initial, reach, expect):
-  assert wm_lib.wm_horizon_at(frames, total, initial, reach) == expect
-  assert int(wm_lib.wm_horizon_at(jnp.float32(frames), total, initial, reach)) == expect
+    assert wm_lib.wm_horizon_at(frames, total, initial, reach) == expect
+    assert int(wm_lib.wm_horizon_at(jnp.float32(frames), total, initial, reach)) == expect
 
 
 def _logits(key, shape):
-  return 2.0 * jax.random.normal(key, shape)
+    return 2.0 * jax.random.normal(key, shape)
 
 
 def test_kl_balance_free_bits_hand_values():
-  # identical post and prior: both KLs are 0 -> clipped to 1 nat -> 0.5 + 0.1, zero gradient
-  logits = _logits(jax.random.key(0), (2, 3, 4, 5))
-  kl_loss = tjit(wm_lib.kl_loss, static_argnums=(2, 3, 4, 5))
-  loss, g = tjit(jax.value_and_grad(wm_lib.kl_loss), static_argnums=(2, 3, 4, 5))(
-      logits, logits, 0.01, 1.0, 0.5, 0.1)
-  np.testing.assert_allclose(loss, 0.6, rtol=1e-6)
-  np.testing.assert_allclose(g, 0.0, atol=1e-8)
-  # a single latent with a large KL: value from numpy
-  post = jnp.array([[[8.0, 0.0, 0.0]]])
-  prior = jnp.array([[[0.0, 0.0, 8.0]]])
-  p = np.exp(np.array([8.0, 0, 0])) / np.exp(np.array([8.0, 0, 0])).sum() * 0.99 + 0.01 / 3
-  q = p[::-1]
-  kl = np.sum(p * np.log(p / q))
-  assert kl > 1
-  np.testing.assert_allclose(kl_loss(post, prior, 0.01, 1.0, 0.5, 0.1), 0.6 * kl,
-                             rtol=1e-5)
-  # free bits apply per step: mean of max(1, kl_t), not max(1, mean kl_t)
-  post2 = jnp.concatenate([post, prior], 0)  # step 2 has KL 0
-  np.testing.assert_allclose(kl_loss(post2, jnp.concatenate([prior, prior], 0), 0.01,
-                                     1.0, 0.5, 0.1), 0.6 * (kl + 1.0) / 2, rtol=1e-5)
+    # identical post and prior: both KLs are 0 -> clipped to 1 nat -> 0.5 + 0.1, zero gradient
+    logits = _logits(jax.random.key(0), (2, 3, 4, 5))
+    kl_loss = tjit(wm_lib.kl_loss, static_argnums=(2, 3, 4, 5))
+    loss, g = tjit(jax.value_and_grad(wm_lib.kl_loss), static_argnums=(2, 3, 4, 5))(
+        logits, logits, 0.01, 1.0, 0.5, 0.1)
+    np.testing.assert_allclose(loss, 0.6, rtol=1e-6)
+    np.testing.assert_allclose(g, 0.0, atol=1e-8)
+    # a single latent with a large KL: value from numpy
+    post = jnp.array([[[8.0, 0.0, 0.0]]])
+    prior = jnp.array([[[0.0, 0.0, 8.0]]])
+    p = np.exp(np.array([8.0, 0, 0])) / np.exp(np.array([8.0, 0, 0])).sum() * 0.99 + 0.01 / 3
+    q = p[::-1]
+    kl = np.sum(p * np.log(p / q))
+    assert kl > 1
+    np.testing.assert_allclose(kl_loss(post, prior, 0.01, 1.0, 0.5, 0.1), 0.6 * kl,
+                               rtol=1e-5)
+    # free bits apply per step: mean of max(1, kl_t), not max(1, mean kl_t)
+    post2 = jnp.concatenate([post, prior], 0)  # step 2 has KL 0
+    np.testing.assert_allclose(kl_loss(post2, jnp.concatenate([prior, prior], 0), 0.01,
+                                       1.0, 0.5, 0.1), 0.6 * (kl + 1.0) / 2, rtol=1e-5)
 
 
 def test_kl_gradient_stops():
-  post = _logits(jax.random.key(1), (4, 3, 5))
-  prior = _logits(jax.random.key(2), (4, 3, 5))
-  dyn = lambda po, pr: wm_lib.kl_terms(po, pr, 0.01)[0].sum()
-  rep = lambda po, pr: wm_lib.kl_terms(po, pr, 0.01)[1].sum()
-  g_post, g_prior = tjit(jax.grad(dyn, argnums=(0, 1)))(post, prior)
-  assert np.all(g_post == 0) and np.any(g_prior != 0)  # dyn trains only the prior
-  g_post, g_prior = tjit(jax.grad(rep, argnums=(0, 1)))(post, prior)
-  assert np.all(g_prior == 0) and np.any(g_post != 0)  # rep trains only the posterior
+    post = _logits(jax.random.key(1), (4, 3, 5))
+    prior = _logits(jax.random.key(2), (4, 3, 5))
+    dyn = lambda po, pr: wm_lib.kl_terms(po, pr, 0.01)[0].sum()
+    rep = lambda po, pr: wm_lib.kl_terms(po, pr, 0.01)[1].sum()
+    g_post, g_prior = tjit(jax.grad(dyn, argnums=(0, 1)))(post, prior)
+    assert np.all(g_post == 0) and np.any(g_prior != 0)  # dyn trains only the prior
+    g_post, g_prior = tjit(jax.grad(rep, argnums=(0, 1)))(post, prior)
+    assert np.all(g_prior == 0) and np.any(g_post != 0)  # rep trains only the posterior
 
 
 def test_multi_window_pairing():
-  b, t, n, w = 1, 10, 2, 3
-  feat = jnp.arange(t, dtype=jnp.float32)[None, :, None]  # feat_t = t
-  embed = 100 + jnp.arange(t, dtype=jnp.float32)[None, :, None]
-  targets = {'reward': jnp.arange(t, dtype=jnp.float32)[None]}
-  idx = jnp.array([[0, 7]])
-  pos, e, tg, m = wm_lib.multi_window(embed, targets, idx, jnp.int32(8), w, 'official_tiled')
-  f = wm_lib._gather(wm_lib._gather(feat, idx), pos)
-  # interleaved windows: (s0,w0) (s0,w1) (s0,w2) (s1,w0) (s1,w1) (s1,w2)
-  np.testing.assert_array_equal(tg['reward'][0], [0, 1, 2, 7, 8, 9])
-  np.testing.assert_array_equal(m[0], [0, 1, 1, 1, 0, 0])  # index 0 and >= wm_horizon masked
-  np.testing.assert_array_equal(e[0, :, 0], [100, 100, 101, 106, 107, 100])  # -1/>=8 -> e_0
-  np.testing.assert_array_equal(f[0, :, 0], [0, 7, 0, 7, 0, 7])  # tiled
-  pos, *_ = wm_lib.multi_window(embed, targets, idx, jnp.int32(8), w, 'aligned')
-  f = wm_lib._gather(wm_lib._gather(feat, idx), pos)
-  np.testing.assert_array_equal(f[0, :, 0], [0, 0, 0, 7, 7, 7])
+    b, t, n, w = 1, 10, 2, 3
+    feat = jnp.arange(t, dtype=jnp.float32)[None, :, None]  # feat_t = t
+    embed = 100 + jnp.arange(t, dtype=jnp.float32)[None, :, None]
+    targets = {'reward': jnp.arange(t, dtype=jnp.float32)[None]}
+    idx = jnp.array([[0, 7]])
+    pos, e, tg, m = wm_lib.multi_window(embed, targets, idx, jnp.int32(8), w, 'official_tiled')
+    f = wm_lib._gather(wm_lib._gather(feat, idx), pos)
+    # interleaved windows: (s0,w0) (s0,w1) (s0,w2) (s1,w0) (s1,w1) (s1,w2)
+    np.testing.assert_array_equal(tg['reward'][0], [0, 1, 2, 7, 8, 9])
+    np.testing.assert_array_equal(m[0], [0, 1, 1, 1, 0, 0])  # index 0 and >= wm_horizon masked
+    np.testing.assert_array_equal(e[0, :, 0], [100, 100, 101, 106, 107, 100])  # -1/>=8 -> e_0
+    np.testing.assert_array_equal(f[0, :, 0], [0, 7, 0, 7, 0, 7])  # tiled
+    pos, *_ = wm_lib.multi_window(embed, targets, idx, jnp.int32(8), w, 'aligned')
+    f = wm_lib._gather(wm_lib._gather(feat, idx), pos)
+    np.testing.assert_array_equal(f[0, :, 0], [0, 0, 0, 7, 7, 7])
 
 
 @pytest.fixture(scope='module')
 def tiny_wm():
-  cfg = ml_collections.FrozenConfigDict(agent_config('tiny'))
-  wm = wm_lib.WorldModel(cfg, obs_dim=3, action_dim=2)
-  return wm, tjit(wm.init)(jax.random.key(0))
+    cfg = ml_collections.FrozenConfigDict(agent_config('tiny'))
+    wm = wm_lib.WorldModel(cfg, obs_dim=3, action_dim=2)
+    return wm, tjit(wm.init)(jax.random.key(0))
 
 
 def _batch(key, b=2, t=12, obs_dim=3):
-  ks = jax.random.split(key, 4)
-  is_first = np.zeros((b, t), bool)
-  is_first[:, 0] = True
-  return {'state': jax.random.normal(ks[0], (b, t, obs_dim)),
-          'reward': jax.random.normal(ks[1], (b, t)),
-          'time_step': jnp.tile(jnp.arange(t) / t, (b, 1)),
-          'is_first': jnp.asarray(is_first), 'is_terminal': jnp.zeros((b, t), bool),
-          'action': jax.random.uniform(ks[2], (b, t, 2), minval=-1, maxval=1)}
+    ks = jax.random.split(key, 4)
+    is_first = np.zeros((b, t), bool)
+    is_first[:, 0] = True
+    return {'state': jax.random.normal(ks[0], (b, t, obs_dim)),
+            'reward': jax.random.normal(ks[1], (b, t)),
+            'time_step': jnp.tile(jnp.arange(t) / t, (b, 1)),
+            'is_first': jnp.asarray(is_first), 'is_terminal': jnp.zeros((b, t), bool),
+            'action': jax.random.uniform(ks[2], (b, t, 2), minval=-1, maxval=1)}
 
 
 def test_wm_loss_names_and_masking(tiny_wm):
-  """Only [0, wm_horizon) matters: changing data beyond it leaves loss and gradients unchanged."""
-  wm, params = tiny_wm
-  batch = _batch(jax.random.key(1))
-  loss_fn = tjit(jax.value_and_grad(wm.loss, has_aux=True))
-  (loss, (post, metrics)), grads = loss_fn(params, batch, jax.random.key(2), jnp.int32(7))
-  for name in ('wm/loss', 'wm/kl_dyn', 'wm/kl_rep', 'wm/decoder_state', 'wm/decoder_reward',
-               'wm/decoder_time_step', 'wm/reward', 'wm/cont', 'wm/multi_decoder_state',
-               'wm/multi_reward', 'wm/multi_cont'):
-    assert name in metrics and np.isfinite(metrics[name]), name
-  assert post['deter'].shape == (2, 12, 32)
-  batch2 = dict(batch)
-  for k in ('state', 'reward', 'action'):
-    batch2[k] = batch[k].at[:, 7:].set(123.0)
-  batch2['is_terminal'] = batch['is_terminal'].at[:, 9].set(True)
-  (loss2, (_, metrics2)), grads2 = loss_fn(params, batch2, jax.random.key(2), jnp.int32(7))
-  np.testing.assert_allclose(loss2, loss, rtol=1e-6)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), grads,
-               grads2)
-  # and it does change when the horizon covers the modified steps
-  (loss3, _), _ = loss_fn(params, batch2, jax.random.key(2), jnp.int32(12))
-  assert abs(float(loss3) - float(loss)) > 1e-3
+    """Only [0, wm_horizon) matters: changing data beyond it leaves loss and gradients unchanged."""
+    wm, params = tiny_wm
+    batch = _batch(jax.random.key(1))
+    loss_fn = tjit(jax.value_and_grad(wm.loss, has_aux=True))
+    (loss, (post, metrics)), grads = loss_fn(params, batch, jax.random.key(2), jnp.int32(7))
+    for name in ('wm/loss', 'wm/kl_dyn', 'wm/kl_rep', 'wm/decoder_state', 'wm/decoder_reward',
+                 'wm/decoder_time_step', 'wm/reward', 'wm/cont', 'wm/multi_decoder_state',
+                 'wm/multi_reward', 'wm/multi_cont'):
+        assert name in metrics and np.isfinite(metrics[name]), name
+    assert post['deter'].shape == (2, 12, 32)
+    batch2 = dict(batch)
+    for k in ('state', 'reward', 'action'):
+        batch2[k] = batch[k].at[:, 7:].set(123.0)
+    batch2['is_terminal'] = batch['is_terminal'].at[:, 9].set(True)
+    (loss2, (_, metrics2)), grads2 = loss_fn(params, batch2, jax.random.key(2), jnp.int32(7))
+    np.testing.assert_allclose(loss2, loss, rtol=1e-6)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), grads,
+                 grads2)
+    # and it does change when the horizon covers the modified steps
+    (loss3, _), _ = loss_fn(params, batch2, jax.random.key(2), jnp.int32(12))
+    assert abs(float(loss3) - float(loss)) > 1e-3
 
 
 def test_image_observations_loss_and_gradients():
-  cfg = ml_collections.FrozenConfigDict(agent_config('tiny', image_obs=True, cnn_depth=2))
-  wm = wm_lib.WorldModel(cfg, obs_dim=0, action_dim=2)
-  params = tjit(wm.init)(jax.random.key(0))
-  assert 'image_decoder' in params and 'multi_image_decoder' in params
-  batch = _batch(jax.random.key(1), b=1, t=5, obs_dim=0)
-  batch['image'] = jax.random.randint(jax.random.key(2), (1, 5, 64, 64, 3), 0, 256).astype(
-      jnp.uint8)
-  (loss, (_, metrics)), grads = tjit(jax.value_and_grad(wm.loss, has_aux=True))(
-      params, batch, jax.random.key(3), jnp.int32(5))
-  assert np.isfinite(loss) and 'wm/decoder_image' in metrics and 'wm/decoder_state' not in metrics
-  assert metrics['wm/decoder_image'] > 100  # summed over 64x64x3 pixels
-  assert any(np.any(g != 0) for g in jax.tree.leaves(grads['encoder']['cnn']))
+    cfg = ml_collections.FrozenConfigDict(agent_config('tiny', image_obs=True, cnn_depth=2))
+    wm = wm_lib.WorldModel(cfg, obs_dim=0, action_dim=2)
+    params = tjit(wm.init)(jax.random.key(0))
+    assert 'image_decoder' in params and 'multi_image_decoder' in params
+    batch = _batch(jax.random.key(1), b=1, t=5, obs_dim=0)
+    batch['image'] = jax.random.randint(jax.random.key(2), (1, 5, 64, 64, 3), 0, 256).astype(
+        jnp.uint8)
+    (loss, (_, metrics)), grads = tjit(jax.value_and_grad(wm.loss, has_aux=True))(
+        params, batch, jax.random.key(3), jnp.int32(5))
+    assert np.isfinite(loss) and 'wm/decoder_image' in metrics and 'wm/decoder_state' not in metrics
+    assert metrics['wm/decoder_image'] > 100  # summed over 64x64x3 pixels
+    assert any(np.any(g != 0) for g in jax.tree.leaves(grads['encoder']['cnn']))
