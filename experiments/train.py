@@ -27,7 +27,11 @@ _WANDB = flags.DEFINE_enum("wandb_mode", None, ["offline", "online", "disabled"]
 _MAX_ROUNDS = flags.DEFINE_integer("max_rounds", None, "Stop after this many rounds (time-boxing).")
 _NO_PROGRESS = flags.DEFINE_boolean("no_progress", False, "Hide the progress bar.")
 _DISTRIBUTED = flags.DEFINE_boolean(
-    "distributed", False, "Call jax.distributed.initialize() (multi-host; reads the cluster env).")
+    "distributed", False, "Call jax.distributed.initialize() (multi-host). Without the three flags "
+    "below, the cluster is auto-detected (Cloud TPU, SLURM, Open MPI).")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (manual setup).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (manual setup).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (manual setup).")
 
 
 def main(argv):
@@ -36,7 +40,11 @@ def main(argv):
     if _DISTRIBUTED.value:
         import jax
 
-        jax.distributed.initialize()
+        # cross-process collectives for CPU devices (no effect on TPU/GPU devices)
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
+                                   num_processes=_NUM_PROCESSES.value,
+                                   process_id=_PROCESS_ID.value)
     from mamba_jax import checkpointing, run, trainer
 
     config = _CONFIG.value
