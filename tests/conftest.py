@@ -2,7 +2,8 @@
 
 A persistent XLA compilation cache shared by this process and the subprocesses the tests start
 (CLI runs, multi-device runs, the notebook): identical programs (same config, different workdir
-or budget) are compiled once per test session instead of once per process.
+or budget) are compiled once per test session instead of once per process. XLA is told to
+compile quickly rather than optimise (the test programs are tiny).
 """
 import os
 import sys
@@ -15,5 +16,8 @@ if _REPO not in sys.path:
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                       os.path.join(tempfile.gettempdir(), "mamba_jax_test_xla_cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "2")
+# Tests run tiny programs: compile them fast rather than optimise them (~30% less wall time).
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0 "
+                                   "--xla_llvm_disable_expensive_passes=true")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")

@@ -18,7 +18,8 @@ def test_two_process_run_completes_updates(tmp_path):
     port = _free_port()
     workdir = str(tmp_path / "dist")
     env = dict(os.environ, JAX_PLATFORMS="cpu", WANDB_MODE="offline")
-    env.pop("XLA_FLAGS", None)
+    env["XLA_FLAGS"] = " ".join(f for f in env.get("XLA_FLAGS", "").split()
+                                if "force_host_platform_device_count" not in f)  # 1 device each
     procs = [subprocess.Popen(
         [sys.executable, "-m", "experiments.train", "--config=experiments/configs/tiny.py",
          "--no_progress", f"--workdir={workdir}", "--distributed",

@@ -187,8 +187,8 @@ print("DP_OK", len(outs[0]))
 
 
 def test_four_device_update_equals_one_device_update():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-               JAX_PLATFORMS="cpu")
+    env = dict(os.environ, JAX_PLATFORMS="cpu",
+               XLA_FLAGS=os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4")
     proc = subprocess.run([sys.executable, "-c", _DP_SCRIPT], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
     assert "DP_OK" in proc.stdout, proc.stderr[-3000:]
