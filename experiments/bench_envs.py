@@ -19,9 +19,7 @@ Usage: python -m experiments.bench_envs [--quick] [--out bench_out/bench_envs.js
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import time
 
@@ -32,6 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from envs.meta import MetaEpisode, make_meta, random_action
+from experiments import bench_common
 
 TASKS = ("point_robot", "point_robot_wind", "escape_room", "rooms")
 
@@ -152,17 +151,10 @@ def main(argv=None):
     result = {
         "benchmark": "meta-episode env steps per second, random actions",
         "quick": args.quick,
-        "backend": jax.default_backend(),
-        "devices": [str(d) for d in jax.devices()],
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "jax": jax.__version__,
+        **bench_common.machine_info(),
         "rows": rows,
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
-    print(f"wrote {args.out}")
+    bench_common.write_json(args.out, result)
     return result
 
 

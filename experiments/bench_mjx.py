@@ -19,9 +19,7 @@ Usage: python -m experiments.bench_mjx [--quick] [--out bench_out/bench_mjx.json
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import resource
 import sys
 import time
@@ -35,6 +33,7 @@ import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
 from envs.meta import make_meta, random_action  # noqa: E402
+from experiments import bench_common  # noqa: E402
 
 TASKS = ("reacher_goal", "cheetah_vel")
 
@@ -172,18 +171,11 @@ def main(argv=None):
     result = {
         "benchmark": "MJX meta-episode env steps/s (random actions) vs native mj_step, same model",
         "quick": args.quick,
-        "backend": jax.default_backend(),
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "jax": jax.__version__,
+        **bench_common.machine_info(),
         "mujoco": mujoco.__version__,
-        "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "rows": rows,
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
-    print(f"wrote {args.out}")
+    bench_common.write_json(args.out, result)
     return result
 
 

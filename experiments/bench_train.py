@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import statistics
 import time
@@ -23,6 +21,7 @@ import time
 import jax
 import jax.numpy as jnp
 
+from experiments import bench_common
 from experiments.configs import point_robot
 from mamba_jax import collect as collect_lib
 from mamba_jax import replay, trainer
@@ -135,8 +134,7 @@ def main():
         rows.append(r)
         print(json.dumps(r, indent=1))
     out = {
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "jax": jax.__version__, "devices": [str(d) for d in jax.devices()]},
+        "machine": bench_common.machine_info(),
         "matmul_peak_gflops": {"float32": peak32, "bfloat16": peak16},
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "official_pytorch_reference": {"frames_per_s": 71, "update_s": 3.4,
@@ -144,14 +142,11 @@ def main():
         "rows": rows,
         "note": "XLA's cost_analysis may count a lax.scan body once; treat xla_flops as a lower bound.",
     }
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(out, f, indent=2)
+    bench_common.write_json(args.out, out)
     print(f"peak f32 {peak32:.0f} GFLOP/s, bf16 {peak16:.0f} GFLOP/s, peak RSS {out['peak_rss_mb']:.0f} MB")
     for r in rows:
         print(f"{r['compute_dtype']:>9}: {r['frames_per_s_with_training']:.0f} frames/s with training, "
               f"update {r['update_s']:.3f} s, collection {r['collection_fraction_of_wall']:.0%} of wall")
-    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
