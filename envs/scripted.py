@@ -7,7 +7,6 @@ sub-episodes like the agent's recurrent state.
 """
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -282,13 +282,6 @@ def evaluate(setup: Setup, train: TrainState, tasks, key) -> Dict[str, jax.Array
     rollout, _ = collect_lib.collect(setup.meta, policy, carry, key, n, tasks=tasks)
     return {"returns": collect_lib.sub_episode_returns(rollout, setup.config.K),
             "states": rollout.data["state"], "sub_idx": rollout.sub_idx}
-
-
-def scripted_eval(setup: Setup, policy, tasks, key) -> jax.Array:
-    """Per-sub-episode returns [E, K] of a scripted ``PolicyFn`` on the given tasks."""
-    n = jax.tree.leaves(tasks)[0].shape[0]
-    rollout, _ = collect_lib.collect(setup.meta, policy, None, key, n, tasks=tasks)
-    return collect_lib.sub_episode_returns(rollout, setup.config.K)
 
 
 @dataclasses.dataclass(frozen=True)
