@@ -183,6 +183,9 @@ def train(config, workdir: str, resume: bool = False, progress: bool = True,
         bar = tqdm(total=frames_target, initial=_i(run.frames), unit="frame", dynamic_ncols=True,
                    desc=c.env_name)
     last_eval = None
+    if has_ckpt and os.path.exists(log.path):  # resuming: the last evaluation already logged
+        evals = [r for r in logger_lib.read_metrics(log.path) if "eval/return" in r]
+        last_eval = evals[-1] if evals else None
     if _i(run.rounds) == 0 and eval_every:
         last_eval = do_eval()
     t_start, f_start = time.time(), _i(run.frames)
