@@ -134,6 +134,10 @@ def main():
             "frames_official_logger_units": prefill + 2 * max(frames - prefill, 0),
             "updates": summary["updates"],
             "wall_seconds_this_call": time.time() - t0,
+            # rounds + evaluations over all calls (resumes included), compile excluded
+            "train_wall_seconds": sum(r.get("round_seconds", 0.0) + r.get("eval/seconds", 0.0)
+                                      for r in logger_lib.read_metrics(
+                                          os.path.join(workdir, "metrics.jsonl"))),
             "meta_episode_return": mean_ci(per_seed_sub.sum(-1)),
             "sub_episode_returns": [mean_ci(per_seed_sub[:, k]) for k in range(config.K)],
         }
