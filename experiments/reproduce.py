@@ -49,8 +49,7 @@ def load_references(task: str) -> dict:
 
 def final_evaluation(setup, run_state, num_tasks: int) -> np.ndarray:
     """Per-seed, per-task, per-sub-episode returns [S, E, K] on the held-out tasks."""
-    keys = jax.random.split(jax.random.PRNGKey(HELD_OUT_SEED), num_tasks)
-    tasks = jax.vmap(setup.meta.env.sample_task)(keys)
+    tasks = trainer.sample_tasks(setup, HELD_OUT_SEED, num_tasks)
     key = jax.random.PRNGKey(HELD_OUT_SEED + 1)
     ev = trainer.compile_phases(setup).evaluate(run_state.train, tasks, key)
     returns = np.asarray(ev["returns"])
@@ -64,8 +63,7 @@ def scripted_evaluation(setup, num_tasks: int):
     if made is None:
         return None
     policy, init = made
-    keys = jax.random.split(jax.random.PRNGKey(HELD_OUT_SEED), num_tasks)
-    tasks = jax.vmap(setup.meta.env.sample_task)(keys)
+    tasks = trainer.sample_tasks(setup, HELD_OUT_SEED, num_tasks)
     from mamba_jax import collect as collect_lib
 
     rollout, _ = jax.jit(lambda k: collect_lib.collect(setup.meta, policy, init(num_tasks), k,

@@ -73,11 +73,9 @@ def _checkpoint_state(run: trainer.RunState, with_replay: bool):
 
 
 def _render(setup, ev: Dict[str, np.ndarray], tasks, path: str, title: str) -> None:
+    from envs import render
+
     env = setup.meta.env
-    try:
-        from envs import render
-    except ImportError:
-        return
     if not hasattr(env, "positions"):
         return
     task0 = jax.tree.map(lambda x: np.asarray(x)[0], tasks)

@@ -252,7 +252,6 @@ def train_round(setup: Setup, run: RunState) -> Tuple[RunState, Dict[str, jax.Ar
     sub_returns = collect_lib.sub_episode_returns(rollout, c.K)  # [N, K]
     metrics.update({
         "train/return": jnp.mean(jnp.sum(sub_returns, -1)),
-        "train/wm_horizon": wm_h.astype(jnp.float32),
         "train/updates_skipped": jnp.sum(~finite).astype(jnp.float32),
     })
     for k in range(c.K):
@@ -264,10 +263,15 @@ def train_round(setup: Setup, run: RunState) -> Tuple[RunState, Dict[str, jax.Ar
     return run, metrics
 
 
-def eval_tasks(setup: Setup):
-    """The fixed held-out task set: ``eval_tasks`` tasks from ``config.eval_seed``."""
-    keys = jax.random.split(jax.random.PRNGKey(setup.config.eval_seed), setup.config.eval_tasks)
+def sample_tasks(setup: Setup, seed: int, num: int):
+    """``num`` tasks (leaves [num, ...]) drawn from ``seed``: a fixed, reproducible task set."""
+    keys = jax.random.split(jax.random.PRNGKey(seed), num)
     return jax.vmap(setup.meta.env.sample_task)(keys)
+
+
+def eval_tasks(setup: Setup):
+    """The fixed periodic-evaluation task set: ``eval_tasks`` tasks from ``config.eval_seed``."""
+    return sample_tasks(setup, setup.config.eval_seed, setup.config.eval_tasks)
 
 
 def evaluate(setup: Setup, train: TrainState, tasks, key) -> Dict[str, jax.Array]:
