@@ -1,11 +1,13 @@
-"""MuJoCo meta-RL tasks simulated with MJX (``impl='jax'``): Reacher-N, HalfCheetah-Vel/-Dir.
+"""MuJoCo meta-RL tasks simulated with MJX (``impl='jax'``): Reacher-N, HalfCheetah-Vel/-Dir,
+Humanoid-Dir.
 
 Every task is a frozen dataclass following ``envs.core.Env``; the physics state is an
 ``mjx.Data`` inside ``EnvState.inner``. Models are our own MJCF files in ``envs/assets/``.
 
 Solver tuning (the way mujoco_playground tunes its MJX tasks). The XML files carry the ORIGINAL
-options (MuJoCo defaults: Newton, 100 iterations, 50 line-search iterations, implicit damping in
-Euler). Each task overrides a few of them on the compiled model before ``mjx.put_model``:
+options (Reacher, HalfCheetah: MuJoCo defaults, i.e. Newton, 100 iterations, 50 line-search
+iterations, implicit damping in Euler; Humanoid: gym's RK4 + PGS with 50 iterations). Each task
+overrides a few of them on the compiled model before ``mjx.put_model``:
 
 * fewer solver / line-search iterations: under ``vmap`` the solver's ``while_loop`` runs until the
   slowest environment of the batch stops, and MJX always works on the full, fixed-size constraint
@@ -14,7 +16,12 @@ Euler). Each task overrides a few of them on the compiled model before ``mjx.put
   evaluates every candidate pair at every physics step whether touching or not, each capsule-plane
   pair gives 2 contacts x 4 pyramid rows, so 8 body-floor pairs mean 64 constraint rows on every
   step, while native MuJoCo sees 0.6 contacts on average (measured, random actions);
-* contacts disabled where the task has none (Reacher; already in its XML).
+* contacts disabled where the task has none (Reacher; already in its XML);
+* solver and integrator replaced where the XML's are unsupported or costly in MJX (Humanoid: gym
+  specifies PGS, which MJX lacks, and RK4, 4 forward passes per physics step). On the humanoid
+  the solver and the feet-only contacts change nothing measurable (natively, RK4 + Newton 4/8 +
+  feet vs the reference: 9e-6 in qpos over 15 env steps); RK4 -> Euler is the whole gap (see
+  ``HumanoidDir`` and the tests), and MJX with RK4 ran ~6x slower (measured at 16 parallel).
 
 Why HalfCheetah is slow in MJX on CPU (measured here, 2 shared cores, per CPU-second: native
 ~32k env steps, MJX ~5k at 64-256 parallel): MJX solves the fixed-size constraint set of all
@@ -74,23 +81,35 @@ def tuned_model(
     ls_iterations: int,
     eulerdamp: bool,
     collide_geoms: Tuple[str, ...] | None,
+    solver: str | None = None,
+    integrator: str | None = None,
 ) -> mujoco.MjModel:
     """A copy of the reference model with the solver options and collision set overridden.
 
     Args:
         collide_geoms: names of the non-world geoms that may touch the world geoms; every other
-            body geom gets contype = conaffinity = 0. None keeps the XML's collision set.
+            body geom gets contype = conaffinity = 0, and the listed ones conaffinity = 0 (they
+            still meet the world geoms through their contype, but no longer each other). None
+            keeps the XML's collision set.
+        solver: 'newton' | 'cg' to replace the XML's solver (MJX has no PGS); None keeps it.
+        integrator: 'euler' | 'rk4' | 'implicitfast' to replace the XML's; None keeps it.
     """
     m = mujoco.MjModel.from_xml_path(str(ASSET_DIR / xml_name))
     m.opt.iterations = iterations
     m.opt.ls_iterations = ls_iterations
     if not eulerdamp:
         m.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_EULERDAMP)
+    if solver is not None:
+        m.opt.solver = int(getattr(mujoco.mjtSolver, f"mjSOL_{solver.upper()}"))
+    if integrator is not None:
+        m.opt.integrator = int(getattr(mujoco.mjtIntegrator, f"mjINT_{integrator.upper()}"))
     if collide_geoms is not None:
         for g in range(m.ngeom):
-            if m.geom_bodyid[g] != 0 and m.geom(g).name not in collide_geoms:
+            if m.geom_bodyid[g] == 0:
+                continue
+            if m.geom(g).name not in collide_geoms:
                 m.geom_contype[g] = 0
-                m.geom_conaffinity[g] = 0
+            m.geom_conaffinity[g] = 0
     return m
 
 
@@ -135,6 +154,10 @@ class MjxEnv(Env):
     def _collide_geoms(self) -> Tuple[str, ...] | None:
         return None
 
+    def _solver_integrator(self) -> Tuple[str | None, str | None]:
+        """(solver, integrator) overrides for ``tuned_model``; (None, None) keeps the XML's."""
+        return None, None
+
     def _model_key(self) -> tuple:
         return (
             self.xml_name,
@@ -142,6 +165,7 @@ class MjxEnv(Env):
             int(self.ls_iterations),
             bool(self.eulerdamp),
             self._collide_geoms(),
+            *self._solver_integrator(),
         )
 
     @property
@@ -399,6 +423,180 @@ class CheetahDir(_Cheetah):
         return task["direction"] * forward_vel
 
 
+# ----------------------------------------------------------------------------------------------
+# Humanoid-Dir (spec 10.6, gym HumanoidEnv with a 2D direction task)
+# ----------------------------------------------------------------------------------------------
+HUMANOID_FEET = ("left_foot", "right_foot")
+HUMANOID_ALL = (
+    "torso1", "head", "uwaist", "lwaist", "butt", "right_thigh1", "right_shin1", "right_foot",
+    "left_thigh1", "left_shin1", "left_foot", "right_uarm1", "right_larm", "right_hand",
+    "left_uarm1", "left_larm", "left_hand",
+)
+
+
+def mass_center_xy(body_mass: jax.Array, xipos: jax.Array) -> jax.Array:
+    """gym's ``mass_center``, xy part: sum(m_b * xipos_b) / sum(m_b). [nbody], [nbody, 3] -> [2]."""
+    return (jnp.sum(body_mass[:, None] * xipos, axis=0) / jnp.sum(body_mass))[:2]
+
+
+@dataclasses.dataclass(frozen=True)
+class HumanoidDir(MjxEnv):
+    """Humanoid-Dir: gym's 3D humanoid must walk in a hidden direction th ~ U[0, 2 pi).
+
+    Physics: ``envs/assets/humanoid.xml`` (gym's Humanoid: free root + 17 hinges, nq=24, nv=23,
+    14 bodies with the world), 5 physics steps of 0.003 s per env step (dt = 0.015 s).
+    Action (17,) in [-1, 1]; ctrl = 0.4 * action (gym's bound; the motors' ctrlrange is +-0.4).
+    Obs (376,), gym's layout, read after the step:
+        qpos[2:] (22) | qvel (23) | cinert (14 x 10 = 140) | cvel (14 x 6 = 84) |
+        qfrc_actuator (23) | cfrc_ext (14 x 6 = 84)
+    (all 14 bodies, the world's zero rows included). As with gym's ``mj_step``, qpos/qvel are
+    post-integration and the other fields come from the forward pass of the last physics step.
+    cfrc_ext (external contact wrench per body) is computed with ``mjx.rne_postconstraint``
+    (MuJoCo's ``mj_rnePostConstraint``), once per env step, as MuJoCo 1.50 (the spec's version)
+    did inside every ``mj_forward``. MuJoCo >= 2.0 only runs it when a sensor needs it, which is
+    why gym Humanoid on mujoco-py 2.x sees cfrc_ext = 0 (checked with native MuJoCo 4.0 on our
+    model: all zero after ``mj_step``; after ``mj_rnePostConstraint`` non-zero on the contact
+    steps, contact cost per step mean 0.13, p99 2.3, max 6.1 over 200 random-action episodes).
+    Reward: 0.25 * ((com_after - com_before) . (cos th, sin th)) / 0.003 - 0.1 ||ctrl||^2
+        - min(10, 5e-7 ||cfrc_ext||^2) + 5, com = mass-weighted xy centre of the bodies' ``xipos``
+    (gym's ``mass_center``). com_before is carried in the state (the com the previous step or
+    the reset computed), so the velocity term telescopes exactly as in gym. The division by the
+    physics timestep (not dt) is kept for comparability with VariBAD/PEARL (spec 10.6).
+    Termination: ``done`` when the torso height qpos[2] leaves [1, 2] (or the state diverges);
+    ``envs.meta.MetaEpisode`` then starts the next sub-episode.
+    Reset: qpos0 + U(-0.01, 0.01) on every qpos entry (the root quaternion included, as gym),
+    qvel ~ U(-0.01, 0.01); the first observation comes from a full forward pass (``mjx.forward``)
+    with ctrl = 0, as gym's ``set_state``. MJX's forward pass normalises the noisy root quaternion
+    in qpos (native MuJoCo only normalises it when integrating), so the state and the first
+    observation carry the unit quaternion where gym's first observation has the raw one
+    (|q| = 1 +- 0.01).
+    K=2, H=200 (spec 9.2).
+
+    Solver (see the module docstring): MJX has no PGS, so the tuned model uses Newton with
+    ``solver_iterations`` / ``ls_iterations`` (4/8; natively against a converged Newton solve over
+    15 env steps: 4/8 within 4e-3 rad, 3/6 6e-3, 2/4 and 1/4 0.04-0.45, 4/8 without implicit
+    damping 0.13) and, by default, the semi-implicit Euler integrator instead of the XML's RK4
+    (``integrator='rk4'`` reproduces the reference to ~1e-5 at ~6x the cost).
+    ``contacts``: 'feet' (default; 2 contact slots, 25 constraint rows with the 17 joint limits)
+    = only the two feet against the floor, as brax/mujoco_playground do for this humanoid;
+    'floor' = every body geom against the floor, no self-collisions (29 slots); 'all' = the model
+    as written, gym's set (138 slots, 242 rows). 'feet' drops gym's frictionless self-collisions
+    (foot-foot, butt-foot, thigh-thigh, arm-waist, ...: in ~9% of random-action steps) and their
+    share of cfrc_ext; no other body part touched the floor before termination in 200 native
+    random-action episodes (4.7k steps), and over those episodes the mean episode length (23.8)
+    and contact cost (0.13 vs 0.13 per step) did not change when self-collisions were removed.
+    """
+
+    name: ClassVar[str] = "humanoid_dir"
+    obs_dim: ClassVar[int] = 376
+    action_dim: ClassVar[int] = 17
+    discrete: ClassVar[bool] = False
+    default_K: ClassVar[int] = 2
+    default_H: ClassVar[int] = 200
+    xml_name: ClassVar[str] = "humanoid.xml"
+    frame_skip: ClassVar[int] = 5
+
+    action_scale: float = 0.4
+    forward_weight: float = 0.25
+    ctrl_cost: float = 0.1
+    contact_cost: float = 5e-7
+    contact_cost_max: float = 10.0
+    alive_bonus: float = 5.0
+    healthy_z_min: float = 1.0
+    healthy_z_max: float = 2.0
+    reset_noise: float = 0.01
+    contacts: str = "feet"
+    solver: str = "newton"
+    integrator: str = "euler"
+    solver_iterations: int = 4
+    ls_iterations: int = 8
+    eulerdamp: bool = True
+
+    def _collide_geoms(self) -> Tuple[str, ...] | None:
+        choices = {"all": None, "feet": HUMANOID_FEET, "floor": HUMANOID_ALL}
+        if self.contacts not in choices:
+            raise ValueError(f"contacts must be one of {sorted(choices)}, got {self.contacts!r}")
+        return choices[self.contacts]
+
+    def _solver_integrator(self) -> Tuple[str | None, str | None]:
+        return self.solver, self.integrator
+
+    def sample_task(self, key: jax.Array) -> dict:
+        return {"theta": jax.random.uniform(key, (), jnp.float32, 0.0, 2 * jnp.pi)}
+
+    # -- pieces of the observation and reward (pure functions of mjx.Data) ----------------------
+    def _com_xy(self, data: mjx.Data) -> jax.Array:
+        """[2] mass-weighted xy centre of the bodies (from ``data.xipos``)."""
+        return mass_center_xy(jnp.asarray(self.mj_model.body_mass, jnp.float32), data.xipos)
+
+    def _cfrc_ext(self, data: mjx.Data) -> jax.Array:
+        """[nbody, 6] external (contact) wrench on each body, MuJoCo's ``cfrc_ext``."""
+        return mjx.rne_postconstraint(self.mjx_model, data)._impl.cfrc_ext
+
+    def _obs(self, data: mjx.Data, cfrc_ext: jax.Array) -> jax.Array:
+        """[376] gym's Humanoid observation (see the class docstring)."""
+        obs = jnp.concatenate([
+            data.qpos[2:],
+            data.qvel,
+            data._impl.cinert.ravel(),
+            data.cvel.ravel(),
+            data.qfrc_actuator,
+            cfrc_ext.ravel(),
+        ])
+        return jnp.nan_to_num(obs).astype(jnp.float32)
+
+    def healthy(self, torso_z: jax.Array) -> jax.Array:
+        """[] bool: the torso height is inside [healthy_z_min, healthy_z_max]."""
+        return (torso_z >= self.healthy_z_min) & (torso_z <= self.healthy_z_max)
+
+    def reward(self, com_before: jax.Array, com_after: jax.Array, ctrl: jax.Array,
+               cfrc_ext: jax.Array, task: dict) -> jax.Array:
+        """Reward for one step; exposed for tests. com_* [2], ctrl [17], cfrc_ext [nbody, 6]."""
+        direction = jnp.stack([jnp.cos(task["theta"]), jnp.sin(task["theta"])])
+        timestep = float(self.mj_model.opt.timestep)
+        progress = self.forward_weight * jnp.dot(com_after - com_before, direction) / timestep
+        ctrl_cost = self.ctrl_cost * jnp.sum(ctrl**2)
+        contact_cost = jnp.minimum(self.contact_cost * jnp.sum(cfrc_ext**2), self.contact_cost_max)
+        return progress - ctrl_cost - contact_cost + self.alive_bonus
+
+    # -- Env API ----------------------------------------------------------------------------------
+    def reset(self, key: jax.Array, task: dict) -> EnvState:
+        key, k_pos, k_vel = jax.random.split(key, 3)
+        m, c = self.mj_model, self.reset_noise
+        qpos = jnp.asarray(m.qpos0) + jax.random.uniform(k_pos, (m.nq,), minval=-c, maxval=c)
+        qvel = jax.random.uniform(k_vel, (m.nv,), minval=-c, maxval=c)
+        phys = self._init_phys(qpos, qvel)
+        data = mjx.forward(self.mjx_model, self._data(phys))  # ctrl = 0 in the template
+        # MJX's kinematics normalises the root quaternion in data.qpos; carry that one.
+        phys = phys.replace(qpos=data.qpos)
+        return EnvState(
+            obs=self._obs(data, self._cfrc_ext(data)),
+            reward=jnp.zeros((), jnp.float32),
+            done=jnp.zeros((), bool),
+            task=task,
+            inner={"data": phys, "com_xy": self._com_xy(data)},
+            key=key,
+        )
+
+    def step(self, state: EnvState, action: jax.Array) -> EnvState:
+        action = self.check_action(action)
+        ctrl = self.action_scale * action
+        phys, data = self._physics_step(state.inner["data"], ctrl)
+        cfrc_ext = self._cfrc_ext(data)
+        com_xy = self._com_xy(data)
+        reward = self.reward(state.inner["com_xy"], com_xy, ctrl, cfrc_ext, state.task)
+        done = ~self.healthy(phys.qpos[2]) | self._diverged(phys)
+        return EnvState(
+            obs=self._obs(data, cfrc_ext),
+            reward=jnp.nan_to_num(reward).astype(jnp.float32),
+            done=done,
+            task=state.task,
+            inner={"data": phys, "com_xy": com_xy},
+            key=state.key,
+        )
+
+
 register("reacher_goal", ReacherGoal)
 register("cheetah_vel", CheetahVel)
 register("cheetah_dir", CheetahDir)
+register("humanoid_dir", HumanoidDir)

@@ -73,8 +73,8 @@ def render_frames(env, states: Any, width: int = 320, height: int = 240,
         goals = np.asarray(task["goals"])
         goals = goals.reshape((-1,) + goals.shape[-2:])[0]  # a time-stacked task repeats itself
     if camera is None:
-        camera = {"reacher_goal": "top_down", "cheetah_vel": "side", "cheetah_dir": "side"}.get(
-            env.name, -1)
+        camera = {"reacher_goal": "top_down", "cheetah_vel": "side", "cheetah_dir": "side",
+                  "humanoid_dir": "track"}.get(env.name, -1)
     data = mujoco.MjData(model)
     frames = []
     with mujoco.Renderer(model, height=height, width=width) as renderer:

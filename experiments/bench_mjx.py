@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 from envs.meta import make_meta, random_action  # noqa: E402
 from experiments import bench_common  # noqa: E402
 
-TASKS = ("reacher_goal", "cheetah_vel")
+TASKS = ("reacher_goal", "cheetah_vel", "humanoid_dir")
 
 
 def _cpu_s() -> float:
@@ -91,6 +91,8 @@ def bench_mjx(task: str, parallel: int, steps: int, reps: int) -> dict:
             "ls_iterations": env.ls_iterations,
             "eulerdamp": env.eulerdamp,
             "contacts": getattr(env, "contacts", "disabled"),
+            "solver": getattr(env, "solver", "xml"),
+            "integrator": getattr(env, "integrator", "xml"),
         },
     }
 
@@ -99,7 +101,12 @@ def bench_native(task: str, steps: int, reps: int, reference: bool) -> dict:
     env = make_meta(task).env
     model = env.reference_mj_model if reference else env.mj_model
     data = mujoco.MjData(model)
-    ctrl = np.random.default_rng(0).uniform(-1, 1, (steps, model.nu))
+    # the env's ctrl for a uniform random action (humanoid: ctrl = 0.4 * action)
+    scale = getattr(env, "action_scale", 1.0)
+    ctrl = scale * np.random.default_rng(0).uniform(-1, 1, (steps, model.nu))
+    # A task that terminates (humanoid: torso height outside [1, 2]) restarts from the initial
+    # pose, as the meta-episode does; a fallen humanoid would otherwise sink through the floor.
+    terminates = hasattr(env, "healthy_z_min")
 
     def loop():
         mujoco.mj_resetData(model, data)
@@ -107,6 +114,8 @@ def bench_native(task: str, steps: int, reps: int, reference: bool) -> dict:
             data.ctrl[:] = a
             for _ in range(env.frame_skip):
                 mujoco.mj_step(model, data)
+            if terminates and not env.healthy_z_min <= data.qpos[2] <= env.healthy_z_max:
+                mujoco.mj_resetData(model, data)
 
     loop()
     wall, cpu = _timed(loop, reps)
@@ -129,7 +138,7 @@ def run(quick: bool = False) -> list[dict]:
     rows = []
     reps = 2 if quick else 3
     for task in TASKS:
-        heavy = task.startswith("cheetah")
+        heavy = task.startswith(("cheetah", "humanoid"))
         native = bench_native(task, 500 if quick else 4000, reps, reference=False)
         rows.append(native)
         if not quick:

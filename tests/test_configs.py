@@ -6,14 +6,15 @@ import pytest
 from experiments.configs import variants
 from mamba_jax import schedule, trainer
 
-TASKS = ["point_robot", "point_robot_wind", "escape_room", "rooms", "reacher", "tiny"]
+TASKS = ["point_robot", "point_robot_wind", "escape_room", "rooms", "reacher", "humanoid_dir",
+         "tiny"]
 
 
 @pytest.mark.parametrize("name", TASKS)
 def test_config_validates(name):
     module = importlib.import_module(f"experiments.configs.{name}")
     c = module.get_config()
-    if c.env_name == "reacher_goal":
+    if c.env_name in ("reacher_goal", "humanoid_dir"):
         pytest.importorskip("mujoco")
     trainer.validate_config(c)
 
@@ -31,6 +32,19 @@ def test_official_numbers():
     ro = rooms.get_config()
     assert ro.agent.actor_dist == "onehot" and ro.agent.imag_gradient == "reinforce"
     assert (ro.wm_horizon_initial, ro.wm_horizon_reach_frames, ro.eval_tasks) == (50, 5e6, 100)
+
+
+def test_humanoid_dir_numbers():
+    from experiments.configs import humanoid_dir
+
+    c = humanoid_dir.get_config()
+    assert (c.env_name, c.K, c.H, c.train_ratio) == ("humanoid_dir", 2, 200, 0.03)
+    assert (c.agent.imag_horizon, c.agent.enc_mlp_layers, c.agent.dec_mlp_layers) == (10, 2, 2)
+    assert c.agent.enc_mlp_units == c.agent.dec_mlp_units == 512
+    assert (c.agent.model_lr, c.agent.actor_lr, c.agent.critic_lr) == (2e-4, 6e-5, 6e-5)
+    assert (c.wm_horizon_initial, c.wm_horizon_reach_frames) == (50, 15e6)
+    assert c.legacy_double_count  # the reach value is in logger units
+    assert c.total_frames == 15_000_000  # 3e7 logger frames (double-counted units)
 
 
 @pytest.mark.parametrize("variant", variants.VARIANTS)
