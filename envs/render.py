@@ -78,6 +78,26 @@ def _draw_geometry(ax, env, task):
     # Other tasks: only the path is drawn.
 
 
+def draw_meta_episode(ax, env: Env, positions, sub_idx, task, starts: Optional[Sequence] = None,
+                      legend: bool = True) -> None:
+    """Draws the task geometry and one meta-episode's path on a matplotlib axis, one colour per
+    sub-episode (red, green, blue, as in the paper's Figure 1). positions [T, 2], sub_idx [T]."""
+    positions = np.asarray(positions, np.float64)
+    sub_idx = np.asarray(sub_idx).astype(int)
+    _draw_geometry(ax, env, task)
+    for k in np.unique(sub_idx):
+        xy = positions[sub_idx == k]
+        if starts is not None and k < len(starts):
+            xy = np.concatenate([np.asarray(starts[k], np.float64)[None], xy])
+        colour = SUB_EPISODE_COLOURS[k % len(SUB_EPISODE_COLOURS)]
+        ax.plot(xy[:, 0], xy[:, 1], "-o", color=colour, ms=2, lw=1.2, alpha=0.8,
+                label=f"sub-episode {k + 1}", zorder=4)
+        ax.plot(*xy[0], marker="s", color=colour, ms=5, zorder=5)
+    ax.set_aspect("equal")
+    if legend:
+        ax.legend(loc="upper right", fontsize=7)
+
+
 def render_meta_episode(
     env: Union[str, Env],
     positions,
@@ -108,17 +128,7 @@ def render_meta_episode(
         raise ValueError(f"sub_idx must have shape [{positions.shape[0]}], got {sub_idx.shape}")
 
     fig, ax = plt.subplots(figsize=(8, 3) if env.name == "rooms" else (5, 5))
-    _draw_geometry(ax, env, task)
-    for k in np.unique(sub_idx):
-        xy = positions[sub_idx == k]
-        if starts is not None and k < len(starts):
-            xy = np.concatenate([np.asarray(starts[k], np.float64)[None], xy])
-        colour = SUB_EPISODE_COLOURS[k % len(SUB_EPISODE_COLOURS)]
-        ax.plot(xy[:, 0], xy[:, 1], "-o", color=colour, ms=2, lw=1.2, alpha=0.8,
-                label=f"sub-episode {k + 1}", zorder=4)
-        ax.plot(*xy[0], marker="s", color=colour, ms=5, zorder=5)
-    ax.set_aspect("equal")
-    ax.legend(loc="upper right", fontsize=7)
+    draw_meta_episode(ax, env, positions, sub_idx, task, starts=starts)
     if title:
         ax.set_title(title)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -8,9 +8,27 @@ import platform
 import jax
 
 
+def cpu_model() -> str:
+    """The CPU's model name and its matmul-relevant ISA extensions (machines of one kind differ:
+    the same 2-core VM has been an AMD Zen 4 and an Intel Xeon with AMX)."""
+    name, flags = platform.processor() or "unknown", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and name in ("unknown", "x86_64", ""):
+                    name = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    isa = sorted(flags & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
+    return f"{name} ({' '.join(isa)})" if isa else name
+
+
 def machine_info() -> dict:
-    """Backend, devices, cores, platform and versions, for the JSON of a benchmark run."""
+    """Backend, devices, cores, CPU model, platform and versions, for a benchmark's JSON."""
     return {
+        "cpu": cpu_model(),
         "backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
         "cpu_count": os.cpu_count(),

@@ -21,7 +21,11 @@ import os
 import platform
 import time
 
-import jax
+from mamba_jax import memory
+
+memory.configure_process()  # before JAX's CPU backend exists
+
+import jax  # noqa: E402
 import numpy as np
 
 from mamba_jax import logger as logger_lib

@@ -15,6 +15,10 @@ import sys
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                       os.path.join(os.path.expanduser("~"), ".cache", "mamba_jax", "xla"))
 
+from mamba_jax import memory  # noqa: E402  (does not import jax)
+
+memory.configure_process()  # before JAX's CPU backend exists: lean scheduler, 2 malloc arenas
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from mamba_jax import checkpointing
 from mamba_jax import logger as logger_lib
+from mamba_jax import memory
 from mamba_jax import trainer
 
 
@@ -50,6 +51,21 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
+class _CompileThenTrim:
+    """A jitted phase compiled ahead of time on its first call, after which the compiler's freed
+    heap is handed back to the OS before the program runs (so the compile-time peak and the
+    run-time buffers do not add up; see ``mamba_jax.memory``)."""
+
+    def __init__(self, fn):
+        self._fn, self._compiled = fn, None
+
+    def __call__(self, *args):
+        if self._compiled is None:
+            self._compiled = self._fn.lower(*args).compile()
+            memory.release_free_memory()
+        return self._compiled(*args)
+
+
 def _i(x) -> int:
     """A run counter as int (with a seed axis all seeds share the same count)."""
     return int(np.asarray(x).reshape(-1)[0])
@@ -70,6 +86,38 @@ def _flatten_seeds(metrics: Dict[str, Any]) -> Dict[str, Any]:
 
 def _checkpoint_state(run: trainer.RunState, with_replay: bool):
     return run if with_replay else run.replace(replay=None)
+
+
+def _tuples(x):
+    if isinstance(x, dict):
+        return {k: _tuples(v) for k, v in x.items()}
+    return tuple(_tuples(v) for v in x) if isinstance(x, list) else x
+
+
+def load_run(workdir: str, step: Optional[int] = None, with_replay: bool = False):
+    """Loads a trained run for analysis: ``(setup, run_state, meta)``.
+
+    Reads ``<workdir>/config.json`` (the run's full config) and restores the latest (or ``step``)
+    Orbax checkpoint into it; the replay buffer is dropped unless ``with_replay``. Raises
+    ``FileNotFoundError`` (no config) or ``checkpointing.CheckpointError`` (no usable checkpoint).
+    """
+    from ml_collections import ConfigDict
+
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: {workdir} is not a run folder")
+    with open(path) as f:
+        config = ConfigDict(_tuples(json.load(f)))
+    setup = trainer.make_setup(config)
+    run = jax.eval_shape(lambda: trainer.init_run_state(setup, config.seed))
+    manager = checkpointing.make_manager(os.path.join(workdir, "checkpoints"),
+                                         config.keep_checkpoints)
+    restored, meta = checkpointing.restore(manager, _checkpoint_state(run, config.checkpoint_replay),
+                                           checkpointing.fingerprint_of(config), step)
+    manager.close()
+    if not with_replay:
+        restored = restored.replace(replay=None)
+    return setup, restored, meta
 
 
 def _render(setup, ev: Dict[str, np.ndarray], tasks, path: str, title: str) -> None:
@@ -124,6 +172,8 @@ def train(config, workdir: str, resume: bool = False, progress: bool = True,
     if log.wandb_error:
         print(log.wandb_error, file=sys.stderr)
     phases = trainer.compile_phases(setup)
+    prefill_fn, round_fn, evaluate_fn = (_CompileThenTrim(f) for f in
+                                         (phases.prefill, phases.round, phases.evaluate))
     eval_tasks = trainer.eval_tasks(setup)
     eval_key = jax.random.PRNGKey(c.eval_seed + 1)
 
@@ -135,9 +185,10 @@ def train(config, workdir: str, resume: bool = False, progress: bool = True,
         run = trainer.replicate(setup, run)
         print(f"resumed from {ckpt_dir} at update {_i(run.updates)} ({_i(run.frames)} frames)")
         if not c.checkpoint_replay:
-            run = phases.prefill(run)  # the buffer was not saved: refill it with random data
+            run = prefill_fn(run)  # the buffer was not saved: refill it with random data
     else:
-        run = phases.prefill(run)
+        run = prefill_fn(run)
+    memory.release_free_memory()  # the compiler's freed heap (see mamba_jax.memory)
 
     total_rounds = trainer.num_rounds_for(setup)
     eval_every = trainer.eval_every_rounds(setup)
@@ -152,7 +203,7 @@ def train(config, workdir: str, resume: bool = False, progress: bool = True,
 
     def do_eval():
         t0 = time.time()
-        ev = trainer.to_host(phases.evaluate(run.train, eval_tasks, eval_key))
+        ev = trainer.to_host(evaluate_fn(run.train, eval_tasks, eval_key))
         returns = ev["returns"]  # [E, K], or [S, E, K] with several seeds
         per_task = returns.sum(-1)
         rec = {"frames": _i(run.frames), "updates": _i(run.updates),
@@ -161,6 +212,8 @@ def train(config, workdir: str, resume: bool = False, progress: bool = True,
         for k in range(c.K):
             metrics[f"eval/return_sub{k}"] = returns[..., k].mean(-1)
         rec.update(_flatten_seeds(metrics))
+        memory.release_free_memory()
+        rec.update(memory.rss_mb())
         log.log(rec)
         if not is_main:
             return rec
@@ -192,14 +245,17 @@ def train(config, workdir: str, resume: bool = False, progress: bool = True,
     with _StopFlag() as stop:
         while _i(run.rounds) < total_rounds:
             t0 = time.time()
-            run, metrics = phases.round(run)
+            run, metrics = round_fn(run)
             metrics = trainer.to_host(metrics)
             dt = time.time() - t0
             rounds_here += 1
+            if rounds_here == 1:
+                memory.release_free_memory()
             rec = {"frames": _i(run.frames), "updates": _i(run.updates),
                    "rounds": _i(run.rounds), "round_seconds": dt,
                    "fps": c.num_envs * setup.length / dt,
                    "nonfinite_total": int(np.sum(np.asarray(run.nonfinite_total)))}
+            rec.update(memory.rss_mb())
             rec.update(_flatten_seeds(metrics))
             log.log(rec)
             streak = int(np.max(np.asarray(run.nonfinite_streak)))
@@ -238,6 +294,7 @@ def train(config, workdir: str, resume: bool = False, progress: bool = True,
     summary = {"frames": _i(run.frames), "updates": _i(run.updates), "rounds": _i(run.rounds),
                "finished": finished, "stopped_by": stopped_by, "wall_seconds": wall,
                "nonfinite_total": int(np.sum(np.asarray(run.nonfinite_total))),
+               "peak_rss_mb": memory.rss_mb().get("peak_rss_mb"),
                "final_eval": last_eval, "workdir": workdir}
     if is_main:
         with open(os.path.join(workdir, "summary.json"), "w") as f:

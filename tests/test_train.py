@@ -192,3 +192,38 @@ def test_four_device_update_equals_one_device_update():
     proc = subprocess.run([sys.executable, "-c", _DP_SCRIPT], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
     assert "DP_OK" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_load_run_restores_the_trained_state(cli_run):
+    workdir, _ = cli_run
+    setup, state, meta = run.load_run(workdir)
+    summary = json.load(open(os.path.join(workdir, "summary.json")))
+    assert int(state.updates) == summary["updates"] and int(state.frames) == summary["frames"]
+    assert state.replay is None  # dropped unless asked for
+    assert setup.config.env_name == tiny.get_config().env_name
+    assert all(np.all(np.isfinite(x)) for x in _params(state))
+    with pytest.raises(FileNotFoundError, match="not a run folder"):
+        run.load_run(os.path.dirname(workdir))
+
+
+def test_summary_reports_peak_memory(cli_run):
+    workdir, _ = cli_run
+    summary = json.load(open(os.path.join(workdir, "summary.json")))
+    assert summary["peak_rss_mb"] > 100  # the process's VmHWM in MiB (Linux)
+
+
+def test_inspect_run_writes_figures_and_reward_report(cli_run, tmp_path):
+    workdir, _ = cli_run
+    out = str(tmp_path / "insp")
+    proc = subprocess.run([sys.executable, "-m", "experiments.inspect_run", f"--workdir={workdir}",
+                           "--tasks=4", f"--out={out}"], cwd=REPO, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.load(open(out + "_reward.json"))
+    c = tiny.get_config()
+    for name, rep in report["policies"].items():
+        assert len(rep["sub_episodes"]) == c.K, name
+        for sub in rep["sub_episodes"]:
+            assert all(np.isfinite(v) for v in sub.values())
+    assert "scripted" in report["policies"]  # point robot has a scripted reference
+    assert os.path.getsize(out + "_reward.png") > 0 and os.path.getsize(out + "_figure1.png") > 0

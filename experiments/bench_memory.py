@@ -1,0 +1,74 @@
+"""Peak host memory of the real training program (not a test).
+
+Runs ``python -m experiments.train`` on the official point-robot config for a few rounds in a
+fresh subprocess (empty compilation cache, so the compiler's transient peak is included), once
+with the memory settings of ``mamba_jax.memory`` (the default) and once with stock XLA/glibc
+settings, and reports each process's peak RSS (``VmHWM``) and its steady-state seconds per round.
+
+    python -m experiments.bench_memory [--rounds 3] [--out bench_out/bench_memory.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from experiments import bench_common
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_once(rounds: int, stock: bool) -> dict:
+    env = dict(os.environ)
+    env.pop("XLA_FLAGS", None)
+    env.pop("MALLOC_ARENA_MAX", None)
+    if stock:  # what a process gets without mamba_jax.memory
+        env["XLA_FLAGS"] = "--xla_cpu_enable_concurrency_optimized_scheduler=true"
+        env["MALLOC_ARENA_MAX"] = str(8 * (os.cpu_count() or 1))  # glibc's default cap
+    with tempfile.TemporaryDirectory() as tmp:
+        env["JAX_COMPILATION_CACHE_DIR"] = os.path.join(tmp, "xla")  # compile from scratch
+        workdir = os.path.join(tmp, "run")
+        cmd = [sys.executable, "-m", "experiments.train",
+               "--config=experiments/configs/point_robot.py", f"--workdir={workdir}",
+               f"--max_rounds={rounds}", "--no_progress", "--wandb_mode=disabled",
+               ]
+        t = time.time()
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"training run failed:\n{proc.stderr[-3000:]}")
+        with open(os.path.join(workdir, "summary.json")) as f:
+            summary = json.load(f)
+        with open(os.path.join(workdir, "metrics.jsonl")) as f:
+            rows = [json.loads(line) for line in f if "round_seconds" in line]
+    steady = [r["round_seconds"] for r in rows[1:]]  # round 1 includes compilation
+    return {"settings": "stock" if stock else "mamba_jax.memory",
+            "peak_rss_mb": summary["peak_rss_mb"],
+            "round_seconds_steady": sum(steady) / max(len(steady), 1),
+            "process_wall_s": time.time() - t, "rounds": rounds}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--out", default=os.path.join(REPO, "bench_out", "bench_memory.json"))
+    args = p.parse_args()
+    rows = []
+    for stock in (False, True):
+        row = run_once(args.rounds, stock)
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    result = {"machine": bench_common.machine_info(), "config": "point_robot (official)",
+              "target_peak_rss_mb": 2048, "rows": rows,
+              "note": "peak RSS of the whole training process incl. compilation (VmHWM)"}
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=2)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""Inspect a trained run: Figure-1-style behaviour plots and the world model's reward predictions.
+
+    python -m experiments.inspect_run --workdir=runs/reproduce/point_robot_mamba_s3 \
+        [--seed_index=0] [--tasks=100] [--out=results/inspect/point_robot_mamba]
+
+Writes, for the held-out task set of ``experiments.reproduce`` (never used in training):
+
+* ``<out>_figure1.png``: the trained agent's deterministic meta-episodes on four held-out tasks,
+  one colour per sub-episode (as in the paper's Figure 1; 2D tasks only).
+* ``<out>_reward.png`` and ``<out>_reward.json``: how well the world model predicts reward
+  (the paper's Figure-2 question: does the model know where the reward is once it has seen it?).
+  For meta-episodes of the trained agent and, where one exists, of the scripted
+  explore-then-exploit policy, per sub-episode: the true return, the return the model predicts
+  from its posterior (filtering: the reward is also an input, so this is a consistency check),
+  and the return it predicts open-loop ``k`` steps ahead (imagination from the posterior at t-k
+  along the actions actually taken, k = the config's imagination horizon), which is what the
+  actor is trained on. Also the mean k-step prediction at steps with and without true reward.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from mamba_jax import memory
+
+memory.configure_process()
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from experiments.reproduce import HELD_OUT_SEED  # noqa: E402
+from mamba_jax import collect as collect_lib  # noqa: E402
+from mamba_jax import rssm as rssm_lib  # noqa: E402
+from mamba_jax import run as run_lib  # noqa: E402
+from mamba_jax import trainer  # noqa: E402
+
+
+def reward_predictions(wm, params, data: dict, key: jax.Array, k: int):
+    """World-model reward predictions along recorded meta-episodes.
+
+    data: replay-format dict with leaves [E, T, ...] ('action' [E, T, A] is the action that led to
+    step t). Returns (filtered [E, T], open_loop [E, T]): filtered[:, t] = reward head at the
+    posterior of step t; open_loop[:, t] = reward predicted for step t by imagining k prior steps
+    from the posterior at t-k with the recorded actions (NaN for t < k).
+    """
+    e, t = data["reward"].shape
+    k_obs, k_img = jax.random.split(key)
+    embed = wm.embed(params, data)
+    post, _, _ = rssm_lib.observe(wm.rssm, params["rssm"], embed, data["action"],
+                                  data["is_first"], k_obs)
+    filtered = wm.reward(params, rssm_lib.feat(post))
+    n = t - k
+    state = jax.tree.map(lambda x: x[:, :n].reshape((e * n,) + x.shape[2:]), post)
+    actions = jnp.stack([data["action"][:, j + 1:j + 1 + n] for j in range(k)])  # [k, E, n, A]
+    actions = actions.reshape((k, e * n) + actions.shape[3:])
+
+    def step(s, inp):
+        a, kk = inp
+        s, _ = wm.img_step(params, s, a, kk)
+        return s, None
+
+    state, _ = jax.lax.scan(step, state, (actions, jax.random.split(k_img, k)))
+    ahead = wm.reward(params, rssm_lib.feat(state)).reshape(e, n)
+    open_loop = jnp.concatenate([jnp.full((e, k), jnp.nan), ahead], axis=1)
+    return filtered, open_loop
+
+
+def summarise(rollout, filtered, open_loop, K: int) -> dict:
+    """Per-sub-episode true / filtered / k-step returns (means over meta-episodes)."""
+    rew = np.asarray(rollout.data["reward"])  # reward observed at step t (from the transition t-1 -> t)
+    sub = np.asarray(rollout.sub_idx)
+    # rollout.sub_idx[t] labels the transition taken at t; the reward observed at t+1 belongs to it
+    sub_obs = np.concatenate([np.zeros_like(sub[:, :1]), sub[:, :-1]], axis=1)
+    f, o = np.asarray(filtered), np.asarray(open_loop)
+    out = {"sub_episodes": []}
+    for k in range(K):
+        m = sub_obs == k
+        valid = m & ~np.isnan(o)
+        out["sub_episodes"].append({
+            "true_return": float((rew * m).sum(1).mean()),
+            "filtered_return": float((f * m).sum(1).mean()),
+            "open_loop_return": float(np.where(valid, o, 0).sum(1).mean()),
+        })
+    hit = (rew > 0) & ~np.isnan(o)
+    miss = (rew == 0) & ~np.isnan(o)
+    out["open_loop_mean_at_reward_steps"] = float(o[hit].mean()) if hit.any() else None
+    out["true_mean_at_reward_steps"] = float(rew[hit].mean()) if hit.any() else None
+    out["open_loop_mean_at_zero_steps"] = float(o[miss].mean()) if miss.any() else None
+    out["reward_steps_fraction"] = float(hit.mean())
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--seed_index", type=int, default=0, help="which agent of a multi-seed run")
+    p.add_argument("--tasks", type=int, default=100)
+    p.add_argument("--out", default=None, help="output stem (default: <workdir>/inspect)")
+    args = p.parse_args()
+    out = args.out or os.path.join(args.workdir, "inspect")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+
+    setup, run, meta = run_lib.load_run(args.workdir)
+    c = setup.config
+    train = run.train
+    if c.num_seeds > 1:
+        train = jax.tree.map(lambda x: x[args.seed_index], train)  # the agent is per seed
+    agent, wm = setup.agent, setup.agent.wm
+    tasks = trainer.sample_tasks(setup, HELD_OUT_SEED, args.tasks)
+    key = jax.random.PRNGKey(HELD_OUT_SEED + 1)
+    k = int(c.agent.imag_horizon)
+
+    policies = {"agent": (collect_lib.agent_policy(agent, train, mode=True),
+                          agent.initial_carry(train, args.tasks))}
+    from envs import scripted
+
+    made = scripted.scripted_for(c.env_name)
+    if made is not None:
+        policies["scripted"] = (made[0], made[1](args.tasks))
+
+    report = {"workdir": args.workdir, "frames": int(np.asarray(run.frames).reshape(-1)[0]),
+              "updates": int(np.asarray(run.updates).reshape(-1)[0]), "k": k,
+              "tasks": args.tasks, "held_out_seed": HELD_OUT_SEED, "policies": {}}
+    traces = {}
+    for name, (policy, carry) in policies.items():
+        rollout, _ = jax.jit(lambda kk, carry=carry, policy=policy: collect_lib.collect(
+            setup.meta, policy, carry, kk, args.tasks, tasks=tasks))(key)
+        filtered, open_loop = jax.jit(lambda d: reward_predictions(
+            wm, train.params["wm"], d, jax.random.PRNGKey(0), k))(rollout.data)
+        report["policies"][name] = summarise(rollout, filtered, open_loop, c.K)
+        traces[name] = (rollout, np.asarray(filtered), np.asarray(open_loop))
+        print(name, json.dumps(report["policies"][name]), flush=True)
+
+    with open(out + "_reward.json", "w") as f:
+        json.dump(report, f, indent=2)
+    _plot_rewards(traces, c, out + "_reward.png", report)
+    env = setup.meta.env
+    if hasattr(env, "positions"):
+        _plot_figure1(setup, traces["agent"][0], tasks, out + "_figure1.png", report)
+    print(f"wrote {out}_reward.json, {out}_reward.png" +
+          (f", {out}_figure1.png" if hasattr(env, "positions") else ""))
+
+
+def _plot_rewards(traces, c, path, report):
+    names = list(traces)
+    fig, axes = plt.subplots(len(names), 1, figsize=(10, 2.6 * len(names)), squeeze=False)
+    for ax, name in zip(axes[:, 0], names):
+        rollout, filtered, open_loop = traces[name]
+        # the meta-episode with the most reward (so there is something to predict)
+        i = int(np.argmax(np.asarray(rollout.data["reward"]).sum(1)))
+        t = np.arange(filtered.shape[1])
+        ax.plot(t, np.asarray(rollout.data["reward"])[i], color="k", lw=1.5, label="true reward")
+        ax.plot(t, filtered[i], color="tab:orange", lw=1, label="model: filtered")
+        ax.plot(t, open_loop[i], color="tab:purple", lw=1, ls="--",
+                label=f"model: {report['k']}-step open loop")
+        for b in range(1, c.K):
+            ax.axvline(b * c.H, color="grey", lw=0.8, ls=":")
+        ax.set_title(f"{name} policy, held-out task {i}", fontsize=9)
+        ax.set_ylabel("reward")
+        ax.legend(fontsize=7, loc="upper left")
+    axes[-1, 0].set_xlabel("meta-episode step")
+    fig.suptitle(f"{c.env_name}: world-model reward predictions at {report['frames']} frames",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plot_figure1(setup, rollout, tasks, path, report):
+    from envs import render
+
+    env = setup.meta.env
+    states = np.asarray(rollout.data["state"])
+    sub = np.asarray(rollout.sub_idx)
+    returns = np.asarray(collect_lib.sub_episode_returns(rollout, setup.config.K))
+    wide = env.name == "rooms"
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3) if wide else (14, 3.8))
+    for j, ax in enumerate(axes):
+        task = jax.tree.map(lambda x: np.asarray(x)[j], tasks)
+        render.draw_meta_episode(ax, env, np.asarray(env.positions(states[j])), sub[j], task,
+                                 legend=(j == 0))
+        ax.set_title("returns " + " / ".join(f"{r:.0f}" for r in returns[j]), fontsize=9)
+    fig.suptitle(f"{env.name}: trained agent on held-out tasks ({report['frames']} frames)",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
