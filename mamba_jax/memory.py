@@ -48,7 +48,10 @@ def configure_process(arenas: int = 2) -> None:
 
 
 def release_free_memory() -> None:
-    """Returns freed heap pages to the OS (``malloc_trim``); call after compiling."""
+    """Returns freed heap pages to the OS (``malloc_trim``); call after compiling.
+    ``MAMBA_JAX_MALLOC_TRIM=0`` turns it off (for before/after measurements)."""
+    if os.environ.get("MAMBA_JAX_MALLOC_TRIM", "1") == "0":
+        return
     lib = _libc()
     if lib is not None:
         lib.malloc_trim(0)
