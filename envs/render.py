@@ -93,6 +93,11 @@ def draw_meta_episode(ax, env: Env, positions, sub_idx, task, starts: Optional[S
         ax.plot(xy[:, 0], xy[:, 1], "-o", color=colour, ms=2, lw=1.2, alpha=0.8,
                 label=f"sub-episode {k + 1}", zorder=4)
         ax.plot(*xy[0], marker="s", color=colour, ms=5, zorder=5)
+    # widen the task's default view where the path leaves it
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    pad = 0.1
+    ax.set_xlim(min(x0, positions[:, 0].min() - pad), max(x1, positions[:, 0].max() + pad))
+    ax.set_ylim(min(y0, positions[:, 1].min() - pad), max(y1, positions[:, 1].max() + pad))
     ax.set_aspect("equal")
     if legend:
         ax.legend(loc="upper right", fontsize=7)

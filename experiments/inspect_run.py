@@ -74,9 +74,7 @@ def reward_predictions(wm, params, data: dict, key: jax.Array, k: int):
 def summarise(rollout, filtered, open_loop, K: int) -> dict:
     """Per-sub-episode true / filtered / k-step returns (means over meta-episodes)."""
     rew = np.asarray(rollout.data["reward"])  # reward observed at step t (from the transition t-1 -> t)
-    sub = np.asarray(rollout.sub_idx)
-    # rollout.sub_idx[t] labels the transition taken at t; the reward observed at t+1 belongs to it
-    sub_obs = np.concatenate([np.zeros_like(sub[:, :1]), sub[:, :-1]], axis=1)
+    sub_obs = np.asarray(collect_lib.observed_sub_idx(rollout))  # the reward observed at t
     f, o = np.asarray(filtered), np.asarray(open_loop)
     out = {"sub_episodes": []}
     for k in range(K):
@@ -177,7 +175,7 @@ def _plot_figure1(setup, rollout, tasks, path, report):
 
     env = setup.meta.env
     states = np.asarray(rollout.data["state"])
-    sub = np.asarray(rollout.sub_idx)
+    sub = np.asarray(collect_lib.observed_sub_idx(rollout))
     returns = np.asarray(collect_lib.sub_episode_returns(rollout, setup.config.K))
     wide = env.name == "rooms"
     fig, axes = plt.subplots(1, 4, figsize=(16, 3) if wide else (14, 3.8))

@@ -83,6 +83,13 @@ def sub_episode_returns(rollout: Rollout, K: int) -> jax.Array:
     return jnp.einsum("nt,ntk->nk", rollout.rewards, onehot)
 
 
+def observed_sub_idx(rollout: Rollout) -> jax.Array:
+    """Sub-episode of each OBSERVED state [N, T]: ``rollout.sub_idx[:, t]`` labels the transition
+    taken at t, while ``data['state'][:, t]`` is where transition t-1 ended (0 at t = 0)."""
+    sub = rollout.sub_idx
+    return jnp.concatenate([jnp.zeros_like(sub[:, :1]), sub[:, :-1]], axis=1)
+
+
 def random_policy(meta) -> PolicyFn:
     """Uniform actions in the action box (uniform one-hot for discrete tasks); carry unused."""
     def policy(obs, carry, key):
