@@ -18,8 +18,12 @@ import resource
 import statistics
 import time
 
-import jax
-import jax.numpy as jnp
+from mamba_jax import memory
+
+memory.configure_process()  # the training entry points' process settings
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 
 from experiments import bench_common
 from experiments.configs import point_robot
