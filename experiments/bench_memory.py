@@ -65,10 +65,7 @@ def main():
     result = {"machine": bench_common.machine_info(), "config": "point_robot (official)",
               "target_peak_rss_mb": 2048, "rows": rows,
               "note": "peak RSS of the whole training process incl. compilation (VmHWM)"}
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
-    print(f"wrote {args.out}")
+    bench_common.write_json(args.out, result)
 
 
 if __name__ == "__main__":
