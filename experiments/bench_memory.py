@@ -22,8 +22,10 @@ from experiments import bench_common
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_once(rounds: int, stock: bool) -> dict:
+def run_once(rounds: int, stock: bool, cache: bool = True) -> dict:
     env = dict(os.environ)
+    if not cache:
+        env["JAX_ENABLE_COMPILATION_CACHE"] = "false"
     env.pop("XLA_FLAGS", None)
     env.pop("MALLOC_ARENA_MAX", None)
     if stock:  # what a process gets without mamba_jax.memory
@@ -47,7 +49,9 @@ def run_once(rounds: int, stock: bool) -> dict:
             rows = [json.loads(line) for line in f if "round_seconds" in line]
     steady = [r["round_seconds"] for r in rows[1:]]  # round 1 includes compilation
     return {"settings": "stock" if stock else "mamba_jax.memory",
+            "compilation_cache": cache,
             "peak_rss_mb": summary["peak_rss_mb"],
+            "rss_mb_after_each_round": [r.get("rss_mb") for r in rows],
             "round_seconds_steady": sum(steady) / max(len(steady), 1),
             "process_wall_s": time.time() - t, "rounds": rounds}
 
@@ -56,10 +60,15 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--out", default=os.path.join(REPO, "bench_out", "bench_memory.json"))
+    p.add_argument("--variants", default="ours,ours_nocache,stock",
+                   help="comma list of: ours (mamba_jax.memory defaults), ours_nocache (same with "
+                        "the persistent compilation cache off), stock (stock XLA/glibc settings)")
     args = p.parse_args()
     rows = []
-    for stock in (False, True):
-        row = run_once(args.rounds, stock)
+    for variant in args.variants.split(","):
+        if variant not in ("ours", "ours_nocache", "stock"):
+            p.error(f"--variants: unknown variant {variant!r}")
+        row = run_once(args.rounds, stock=variant == "stock", cache=variant != "ours_nocache")
         print(json.dumps(row), flush=True)
         rows.append(row)
     result = {"machine": bench_common.machine_info(), "config": "point_robot (official)",

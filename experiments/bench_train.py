@@ -91,7 +91,7 @@ def bench(dtype: str, quick: bool) -> dict:
     t_collect, _ = _time(lambda: col(state, jax.random.PRNGKey(5)), 3)
     frames_per_round = c.num_envs * setup.length
 
-    # whole rounds (collection + updates + replay insert), steady state
+    # whole rounds (collection + replay insert, then the updates), steady state
     phases = trainer.compile_phases(setup)
     t0 = time.perf_counter()
     run, m = phases.round(run)

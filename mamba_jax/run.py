@@ -172,8 +172,9 @@ def train(config, workdir: str, resume: bool = False, progress: bool = True,
     if log.wandb_error:
         print(log.wandb_error, file=sys.stderr)
     phases = trainer.compile_phases(setup)
-    prefill_fn, round_fn, evaluate_fn = (_CompileThenTrim(f) for f in
-                                         (phases.prefill, phases.round, phases.evaluate))
+    prefill_fn, collect_fn, update_fn, evaluate_fn = (
+        _CompileThenTrim(f) for f in (phases.prefill, phases.collect, phases.update, phases.evaluate))
+    round_fn = lambda run: phases.round(run, collect_fn, update_fn)
     eval_tasks = trainer.eval_tasks(setup)
     eval_key = jax.random.PRNGKey(c.eval_seed + 1)
 

@@ -2,8 +2,8 @@
 
 Phases (each one jitted function, no per-step host round trips):
     prefill(run)  : ``config.prefill`` random-policy meta-episodes into the replay buffer.
-    round(run)    : ``num_envs`` meta-episodes with the agent's sampling policy, then
-                    ``updates_per_round`` updates (``lax.scan``), each on a fresh batch of
+    round(run)    : ``num_envs`` meta-episodes with the agent's sampling policy (``collect``), then
+                    ``updates_per_round`` updates (``update``), each on a fresh batch of
                     ``batch_size`` whole meta-episodes. Non-finite updates are skipped and counted.
     evaluate(run) : deterministic policy (actor mode) on a fixed set of held-out tasks.
 
@@ -223,8 +223,12 @@ def prefill(setup: Setup, run: RunState) -> RunState:
                        meta_episodes=run.meta_episodes + n)
 
 
-def train_round(setup: Setup, run: RunState) -> Tuple[RunState, Dict[str, jax.Array]]:
-    """Collects ``num_envs`` meta-episodes with the current policy, then runs the updates."""
+def collect_round(setup: Setup, run: RunState):
+    """First half of a round: ``num_envs`` meta-episodes with the current sampling policy into the
+    replay buffer, counters advanced (``updates`` already counts this round's updates).
+
+    Returns ``(run, update_keys [n, 2], wm_h [], metrics)`` with n = ``updates_per_round``.
+    """
     c = setup.config
     key, k_col, k_upd = jax.random.split(run.key, 3)
     agent = setup.agent
@@ -234,33 +238,53 @@ def train_round(setup: Setup, run: RunState) -> Tuple[RunState, Dict[str, jax.Ar
     replay = replay_lib.add(run.replay, rollout.data)
     frames = run.frames + c.num_envs * setup.length
     wm_h = wm_horizon_for(setup, frames)
-
-    def body(carry_, k):
-        train, streak, total = carry_
-        kb, kw, kt = jax.random.split(k, 3)
-        batch = replay_lib.sample(replay, kb, c.batch_size)
-        if c.sequence == "window":
-            batch = window_batch(batch, kw, c.window_length)
-        train, metrics, finite = guarded_update(setup, train, batch, kt, wm_h)
-        streak = jnp.where(finite, 0, streak + 1)
-        return (train, streak, total + (~finite).astype(jnp.int32)), (metrics, finite)
-
-    keys = jax.random.split(k_upd, setup.updates_per_round)
-    (train, streak, total), (metrics, finite) = jax.lax.scan(
-        body, (run.train, run.nonfinite_streak, run.nonfinite_total), keys)
-    metrics = jax.tree.map(lambda m: jnp.mean(m), metrics)  # mean over the round's updates
     sub_returns = collect_lib.sub_episode_returns(rollout, c.K)  # [N, K]
-    metrics.update({
-        "train/return": jnp.mean(jnp.sum(sub_returns, -1)),
-        "train/updates_skipped": jnp.sum(~finite).astype(jnp.float32),
-    })
+    metrics = {"train/return": jnp.mean(jnp.sum(sub_returns, -1))}
     for k in range(c.K):
         metrics[f"train/return_sub{k}"] = jnp.mean(sub_returns[:, k])
-    run = run.replace(train=train, replay=replay, key=key, frames=frames,
+    run = run.replace(replay=replay, key=key, frames=frames,
                       updates=run.updates + setup.updates_per_round, rounds=run.rounds + 1,
-                      meta_episodes=run.meta_episodes + c.num_envs,
-                      nonfinite_streak=streak, nonfinite_total=total)
-    return run, metrics
+                      meta_episodes=run.meta_episodes + c.num_envs)
+    return run, jax.random.split(k_upd, setup.updates_per_round), wm_h, metrics
+
+
+def update_step(setup: Setup, carry, replay: replay_lib.ReplayState, key: jax.Array, wm_h):
+    """One update on a fresh batch of ``batch_size`` whole meta-episodes from ``replay``.
+
+    ``carry`` = (train state, non-finite streak, non-finite total); a non-finite update is skipped
+    (state unchanged) and counted. Returns ``(carry, (metrics, finite))``.
+    """
+    c = setup.config
+    train, streak, total = carry
+    kb, kw, kt = jax.random.split(key, 3)
+    batch = replay_lib.sample(replay, kb, c.batch_size)
+    if c.sequence == "window":
+        batch = window_batch(batch, kw, c.window_length)
+    train, metrics, finite = guarded_update(setup, train, batch, kt, wm_h)
+    streak = jnp.where(finite, 0, streak + 1)
+    return (train, streak, total + (~finite).astype(jnp.int32)), (metrics, finite)
+
+
+def _finish_round(run: RunState, carry, metrics, finite, col_metrics):
+    """Round metrics: update metrics averaged over the round's updates (leading axis)."""
+    train, streak, total = carry
+    out = jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
+    out.update(col_metrics)
+    out["train/updates_skipped"] = jnp.sum(~finite, axis=0).astype(jnp.float32)
+    return run.replace(train=train, nonfinite_streak=streak, nonfinite_total=total), out
+
+
+def train_round(setup: Setup, run: RunState) -> Tuple[RunState, Dict[str, jax.Array]]:
+    """A whole round as ONE program: ``collect_round`` then ``lax.scan`` over ``update_step``.
+
+    Same keys and results as ``Phases.round`` (which runs the same two halves as two executables
+    to halve the compiler's peak memory); kept as the reference the split version is tested against.
+    """
+    run, keys, wm_h, col_metrics = collect_round(setup, run)
+    carry = (run.train, run.nonfinite_streak, run.nonfinite_total)
+    carry, (metrics, finite) = jax.lax.scan(
+        lambda cr, k: update_step(setup, cr, run.replay, k, wm_h), carry, keys)
+    return _finish_round(run, carry, metrics, finite, col_metrics)
 
 
 def sample_tasks(setup: Setup, seed: int, num: int):
@@ -292,11 +316,48 @@ def evaluate(setup: Setup, train: TrainState, tasks, key) -> Dict[str, jax.Array
 
 @dataclasses.dataclass(frozen=True)
 class Phases:
-    """The jitted phases for one setup."""
+    """The jitted phases for one setup.
+
+    ``round(run) -> (run, metrics)`` runs ``collect`` (one executable) and then ``update``
+    ``updates_per_round`` times (a second executable, dispatched asynchronously from the host: no
+    host round trip between updates). Compiling the two halves separately instead of one fused
+    round program lowers the compiler's peak host memory by ~0.4 GB and the executable's resident
+    size by ~0.3 GB (issue note; ``experiments/bench_memory.py``).
+    """
 
     prefill: Any
-    round: Any
+    collect: Any
+    update: Any
     evaluate: Any
+    updates_per_round: int
+
+    def round(self, run: RunState, collect_fn=None, update_fn=None):
+        """One round; ``collect_fn``/``update_fn`` replace the jitted halves (e.g. AOT-compiled
+        wrappers of them)."""
+        collect_fn, update_fn = collect_fn or self.collect, update_fn or self.update
+        run, keys, wm_h, col_metrics = collect_fn(run)
+        carry = (run.train, run.nonfinite_streak, run.nonfinite_total)
+        run = run.replace(train=None)  # donated to the first update
+        ms, fs = [], []
+        for i in range(self.updates_per_round):
+            carry, (m, f) = update_fn(carry, run.replay, _take_key(keys, i), wm_h)
+            ms.append(m)
+            fs.append(f)
+        metrics, finite = _stack_tree(ms), _stack_tree(fs)
+        return _finish_round_jit(run, carry, metrics, finite, col_metrics)
+
+
+@jax.jit
+def _stack_tree(trees):
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+_finish_round_jit = jax.jit(_finish_round, donate_argnums=(0, 1))
+
+
+def _take_key(keys, i: int):
+    """Key ``i`` of ``[n, 2]`` (or ``[S, n, 2]`` with a seed axis) raw keys."""
+    return keys[..., i, :]
 
 
 @functools.lru_cache(maxsize=8)
@@ -304,12 +365,15 @@ def compile_phases(setup: Setup) -> Phases:
     """Jitted phases; with ``num_seeds > 1`` they are ``vmap``ped over the leading seed axis
     (evaluation uses the same tasks and key for every seed)."""
     pre = lambda run: prefill(setup, run)
-    rnd = lambda run: train_round(setup, run)
+    col = lambda run: collect_round(setup, run)
+    upd = lambda carry, replay, key, wm_h: update_step(setup, carry, replay, key, wm_h)
     ev = lambda train, tasks, key: evaluate(setup, train, tasks, key)
     if setup.config.num_seeds > 1:
-        pre, rnd, ev = jax.vmap(pre), jax.vmap(rnd), jax.vmap(ev, in_axes=(0, None, None))
-    return Phases(prefill=jax.jit(pre, donate_argnums=0), round=jax.jit(rnd, donate_argnums=0),
-                  evaluate=jax.jit(ev))
+        pre, col, upd = jax.vmap(pre), jax.vmap(col), jax.vmap(upd)
+        ev = jax.vmap(ev, in_axes=(0, None, None))
+    return Phases(prefill=jax.jit(pre, donate_argnums=0), collect=jax.jit(col, donate_argnums=0),
+                  update=jax.jit(upd, donate_argnums=0), evaluate=jax.jit(ev),
+                  updates_per_round=setup.updates_per_round)
 
 
 def num_rounds_for(setup: Setup) -> int:

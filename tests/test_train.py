@@ -227,3 +227,25 @@ def test_inspect_run_writes_figures_and_reward_report(cli_run, tmp_path):
             assert all(np.isfinite(v) for v in sub.values())
     assert "scripted" in report["policies"]  # point robot has a scripted reference
     assert os.path.getsize(out + "_reward.png") > 0 and os.path.getsize(out + "_figure1.png") > 0
+
+
+def test_split_round_equals_the_fused_round_program():
+    """``Phases.round`` (collect executable + one update executable called n times) gives the
+    same state and metrics as ``trainer.train_round`` (the whole round as one program)."""
+    config = tiny.get_config()
+    config.train_ratio = 2 * config.train_ratio  # >= 2 updates per round: the loop is exercised
+    setup = trainer.make_setup(config)
+    assert setup.updates_per_round >= 2
+    phases = trainer.compile_phases(setup)
+    run_a = phases.prefill(trainer.init_run_state(setup, 0))
+    run_b = phases.prefill(trainer.init_run_state(setup, 0))
+    for _ in range(2):
+        run_a, m_a = phases.round(run_a)
+        run_b, m_b = jax.jit(lambda r: trainer.train_round(setup, r))(run_b)
+    assert set(m_a) == set(m_b)
+    for k in m_a:
+        np.testing.assert_allclose(np.asarray(m_a[k]), np.asarray(m_b[k]), rtol=1e-4, atol=1e-5,
+                                   err_msg=k)
+    for x, y in zip(jax.tree.leaves(jax.device_get(run_a)), jax.tree.leaves(jax.device_get(run_b))):
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
+    assert int(run_a.updates) == 2 * setup.updates_per_round and int(run_a.rounds) == 2
