@@ -129,7 +129,7 @@ def main():
         returns = final_evaluation(setup, state, args.final_eval_tasks)  # [S, E, K]
         per_seed_sub = returns.mean(1)  # [S, K]
         frames = summary["frames"]
-        prefill = config.prefill * setup.length
+        prefill = setup.prefill * setup.length
         result["variants"][variant] = {
             "workdir": workdir,
             "frames_real": frames,

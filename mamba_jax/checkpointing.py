@@ -67,7 +67,10 @@ def restore(manager: ocp.CheckpointManager, abstract_state: Any,
     if diffs:
         raise CheckpointError(
             f"checkpoint {where} was written with an incompatible config; differing fields: "
-            + "; ".join(diffs))
+            + "; ".join(diffs)
+            + ("" if not any(d.startswith("replay_shards") for d in diffs) else
+               " (replay_shards = devices the saved replay buffer is split over: resume on the "
+               "same number of devices)"))
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
     try:
         restored = manager.restore(step, args=ocp.args.Composite(
@@ -77,12 +80,17 @@ def restore(manager: ocp.CheckpointManager, abstract_state: Any,
     return restored, meta
 
 
-def fingerprint_of(config) -> Dict[str, Any]:
-    """Config fields a checkpoint depends on (shapes and semantics), JSON-friendly."""
+def fingerprint_of(config, replay_shards: int = 1) -> Dict[str, Any]:
+    """Config fields a checkpoint depends on (shapes and semantics), JSON-friendly.
+
+    ``replay_shards``: devices the replay buffer is split over; a saved buffer is only valid for
+    the same split (recorded when it is > 1, so single-device checkpoints stay compatible)."""
     keys = ("env_name", "K", "H", "num_envs", "batch_size", "replay_capacity", "checkpoint_replay",
             "variant", "sequence", "window_length")
     fp = {k: config.get(k) for k in keys}
     fp["env_kwargs"] = json.loads(json.dumps(config.env_kwargs.to_dict(), default=str))
     fp["agent"] = json.loads(json.dumps(config.agent.to_dict(), default=str))
     fp["num_seeds"] = config.get("num_seeds", 1)
+    if replay_shards > 1 and config.get("checkpoint_replay"):
+        fp["replay_shards"] = int(replay_shards)
     return fp

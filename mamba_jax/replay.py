@@ -11,6 +11,15 @@ ring of whole items is ~60 lines of pure functions, shards along the item axis, 
 "sequences start at meta-episode starts" invariant structural instead of a configuration detail.
 
 All functions are pure and jittable: ``init``, ``add``, ``sample``, ``can_sample``.
+
+Sharding (data parallelism, multi-host): with ``num_shards = D`` the capacity axis is D equal
+blocks, one per device of the data-parallel mesh (the caller shards the arrays with
+``PartitionSpec('data')`` along it). ``add`` writes the i-th block of N/D new items into the
+i-th block of the buffer, and ``sample`` draws B/D items from each block, so the items that
+device d's environments collected stay on device d and are the ones device d trains on: no
+replay data ever crosses devices or hosts, and each host holds 1/D-th of the buffer per device.
+``insert`` and ``size`` then count per block (every block receives the same number of items).
+With D = 1 this is one plain ring.
 """
 from __future__ import annotations
 
@@ -99,22 +108,38 @@ def init(spec: ItemSpec, length: int, capacity: int) -> ReplayState:
     return ReplayState(data=data, insert=jnp.zeros((), jnp.int32), size=jnp.zeros((), jnp.int32))
 
 
-def add(state: ReplayState, items: Dict[str, jax.Array]) -> ReplayState:
-    """Writes N meta-episodes ``items[k]: [N, T, ...]`` into the ring (oldest overwritten)."""
+def _blocks(x: jax.Array, num_shards: int) -> jax.Array:
+    """[D*m, ...] -> [D, m, ...] (a free reshape that keeps block sharding local)."""
+    return x.reshape((num_shards, x.shape[0] // num_shards) + x.shape[1:])
+
+
+def add(state: ReplayState, items: Dict[str, jax.Array], num_shards: int = 1) -> ReplayState:
+    """Writes N meta-episodes ``items[k]: [N, T, ...]`` into the ring (oldest overwritten).
+
+    With ``num_shards = D`` item block i (N/D items) goes to buffer block i (see module doc).
+    """
     if set(items) != set(state.data):
         raise ValueError(f"replay.add: keys {sorted(items)} do not match buffer keys {sorted(state.data)}")
     n = next(iter(items.values())).shape[0]
     cap = state.capacity
-    if n > cap:
+    if n % num_shards or cap % num_shards:
+        raise ValueError(f"replay.add: {n} items and capacity {cap} must both be divisible by the "
+                         f"{num_shards} replay shards")
+    n_local, cap_local = n // num_shards, cap // num_shards
+    if n_local > cap_local:
         raise ValueError(f"replay.add: {n} items exceed the capacity {cap}")
     for k, v in items.items():
         chex.assert_shape(v, (n,) + state.data[k].shape[1:])
-    slots = (state.insert + jnp.arange(n, dtype=jnp.int32)) % cap
-    data = {k: state.data[k].at[slots].set(items[k].astype(state.data[k].dtype)) for k in items}
+    slots = (state.insert + jnp.arange(n_local, dtype=jnp.int32)) % cap_local
+
+    def put(buf, new):
+        blocks = _blocks(buf, num_shards).at[:, slots].set(_blocks(new.astype(buf.dtype), num_shards))
+        return blocks.reshape(buf.shape)
+
     return ReplayState(
-        data=data,
-        insert=(state.insert + n) % cap,
-        size=jnp.minimum(state.size + n, cap),
+        data={k: put(state.data[k], items[k]) for k in items},
+        insert=(state.insert + n_local) % cap_local,
+        size=jnp.minimum(state.size + n_local, cap_local),
     )
 
 
@@ -122,10 +147,20 @@ def can_sample(state: ReplayState) -> jax.Array:
     return state.size > 0
 
 
-def sample(state: ReplayState, key: jax.Array, batch_size: int) -> Dict[str, jax.Array]:
-    """Uniformly samples ``batch_size`` whole meta-episodes: key -> [B, T, ...]."""
-    idx = jax.random.randint(key, (batch_size,), 0, jnp.maximum(state.size, 1))
-    return {k: v[idx] for k, v in state.data.items()}
+def sample(state: ReplayState, key: jax.Array, batch_size: int,
+           num_shards: int = 1) -> Dict[str, jax.Array]:
+    """Uniformly samples ``batch_size`` whole meta-episodes: key -> [B, T, ...].
+
+    With ``num_shards = D``, batch rows [i*B/D, (i+1)*B/D) come from buffer block i (uniform in it).
+    """
+    if batch_size % num_shards:
+        raise ValueError(f"replay.sample: batch_size {batch_size} is not divisible by the "
+                         f"{num_shards} replay shards")
+    idx = jax.random.randint(key, (num_shards, batch_size // num_shards), 0,
+                             jnp.maximum(state.size, 1))
+    take = jax.vmap(lambda block, i: block[i])
+    return {k: take(_blocks(v, num_shards), idx).reshape((batch_size,) + v.shape[1:])
+            for k, v in state.data.items()}
 
 
 def capacity_from_steps(dataset_size_steps: int, length: int) -> int:

@@ -113,7 +113,8 @@ def load_run(workdir: str, step: Optional[int] = None, with_replay: bool = False
     manager = checkpointing.make_manager(os.path.join(workdir, "checkpoints"),
                                          config.keep_checkpoints)
     restored, meta = checkpointing.restore(manager, _checkpoint_state(run, config.checkpoint_replay),
-                                           checkpointing.fingerprint_of(config), step)
+                                           checkpointing.fingerprint_of(config, setup.replay_shards),
+                                           step)
     manager.close()
     if not with_replay:
         restored = restored.replace(replay=None)
@@ -157,7 +158,7 @@ def train(config, workdir: str, resume: bool = False, progress: bool = True,
         raise FileExistsError(
             f"{workdir} already holds a run (checkpoints in {ckpt_dir}); pass --resume to continue "
             "it or choose another --workdir. Nothing was changed.")
-    fingerprint = checkpointing.fingerprint_of(config)
+    fingerprint = checkpointing.fingerprint_of(config, setup.replay_shards)
     config_path = os.path.join(workdir, "config.json")
     # multi-host: every process runs the same program; only process 0 writes logs and plots
     # (Orbax coordinates checkpoint writes across processes itself).
@@ -183,7 +184,7 @@ def train(config, workdir: str, resume: bool = False, progress: bool = True,
         abstract = _checkpoint_state(run, c.checkpoint_replay)
         restored, meta = checkpointing.restore(manager, abstract, fingerprint)
         run = restored if c.checkpoint_replay else restored.replace(replay=run.replay)
-        run = trainer.replicate(setup, run)
+        run = trainer.place(setup, run)
         print(f"resumed from {ckpt_dir} at update {_i(run.updates)} ({_i(run.frames)} frames)")
         if not c.checkpoint_replay:
             run = prefill_fn(run)  # the buffer was not saved: refill it with random data
@@ -194,7 +195,7 @@ def train(config, workdir: str, resume: bool = False, progress: bool = True,
     total_rounds = trainer.num_rounds_for(setup)
     eval_every = trainer.eval_every_rounds(setup)
     ckpt_every = trainer.checkpoint_every_rounds(setup)
-    frames_target = c.prefill * setup.length + total_rounds * c.num_envs * setup.length
+    frames_target = setup.prefill * setup.length + total_rounds * c.num_envs * setup.length
 
     def save():
         state = _checkpoint_state(run, c.checkpoint_replay)

@@ -54,8 +54,10 @@ class Setup:
     meta: Any  # envs.MetaEpisode
     agent: Agent
     mesh: Mesh
-    capacity: int
+    capacity: int  # meta-episodes, a multiple of replay_shards
     updates_per_round: int
+    prefill: int  # config.prefill rounded up to a multiple of replay_shards
+    replay_shards: int  # = devices in the mesh: the replay's capacity axis is split over them
 
     @property
     def length(self) -> int:
@@ -122,7 +124,10 @@ def make_setup(config) -> Setup:
         config.replay_capacity_steps, meta.length)
     capacity = max(capacity, config.num_envs, config.prefill)
     mesh = make_mesh(jax.devices())
-    return Setup(config=frozen, meta=meta, agent=agent, mesh=mesh, capacity=int(capacity),
+    shards = mesh.devices.size
+    round_up = lambda n: -(-int(n) // shards) * shards
+    return Setup(config=frozen, meta=meta, agent=agent, mesh=mesh, capacity=round_up(capacity),
+                 prefill=round_up(config.prefill), replay_shards=shards,
                  updates_per_round=schedule.updates_per_round(config.train_ratio, config.num_envs,
                                                               config.H))
 
@@ -147,8 +152,24 @@ def init_run_state(setup: Setup, seed: int) -> RunState:
     replay_lib.check_fits(item_spec(setup), setup.length, setup.capacity * S)
     if S > 1:
         runs = [_init_one(setup, seed + s) for s in range(S)]
-        return replicate(setup, jax.tree.map(lambda *xs: jnp.stack(xs), *runs))
-    return replicate(setup, _init_one(setup, seed))
+        return place(setup, jax.tree.map(lambda *xs: jnp.stack(xs), *runs))
+    return place(setup, _init_one(setup, seed))
+
+
+def place(setup: Setup, run: RunState) -> RunState:
+    """Places a run state on the mesh: everything replicated except the replay buffer, whose
+    capacity axis is split over the ``data`` axis (each device holds its own block)."""
+    run = replicate(setup, run.replace(replay=None)).replace(replay=run.replay)
+    if run.replay is None:
+        return run
+    seed_axis = (None,) if setup.config.num_seeds > 1 else ()
+    sharded = NamedSharding(setup.mesh, P(*seed_axis, "data"))
+    replicated = NamedSharding(setup.mesh, P())
+    replay = run.replay
+    return run.replace(replay=replay.replace(
+        data=jax.device_put(replay.data, sharded),
+        insert=jax.device_put(replay.insert, replicated),
+        size=jax.device_put(replay.size, replicated)))
 
 
 def replicate(setup: Setup, tree):
@@ -173,6 +194,11 @@ def _shard_leading(setup: Setup, tree):
     return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding), tree)
 
 
+def _shard_replay(setup: Setup, replay: replay_lib.ReplayState) -> replay_lib.ReplayState:
+    """Keeps the replay's capacity axis split over the mesh inside the jitted phases."""
+    return replay.replace(data=_shard_leading(setup, replay.data))
+
+
 def _all_finite(tree) -> jax.Array:
     leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
               if jnp.issubdtype(x.dtype, jnp.floating)]
@@ -181,7 +207,7 @@ def _all_finite(tree) -> jax.Array:
 
 def wm_horizon_for(setup: Setup, frames) -> jax.Array:
     c = setup.config
-    f = schedule.logger_frames(frames, c.prefill * setup.length, c.legacy_double_count)
+    f = schedule.logger_frames(frames, setup.prefill * setup.length, c.legacy_double_count)
     return schedule.wm_horizon(f, setup.length, c.wm_horizon_initial, c.wm_horizon_reach_frames)
 
 
@@ -211,14 +237,16 @@ def guarded_update(setup: Setup, train: TrainState, batch, key, wm_h) -> Tuple[T
 
 
 def prefill(setup: Setup, run: RunState) -> RunState:
-    """Adds ``config.prefill`` random-policy meta-episodes (fresh tasks) to the buffer."""
-    n = setup.config.prefill
+    """Adds ``setup.prefill`` random-policy meta-episodes (fresh tasks) to the buffer."""
+    n = setup.prefill
     if n == 0:
         return run
     key, k = jax.random.split(run.key)
     policy = collect_lib.random_policy(setup.meta)
     rollout, _ = collect_lib.collect(setup.meta, policy, None, k, n)
-    return run.replace(replay=replay_lib.add(run.replay, rollout.data), key=key,
+    data = _shard_leading(setup, rollout.data)  # [n, T, ...]: block i -> device i
+    replay = _shard_replay(setup, replay_lib.add(run.replay, data, setup.replay_shards))
+    return run.replace(replay=replay, key=key,
                        frames=run.frames + n * setup.length,
                        meta_episodes=run.meta_episodes + n)
 
@@ -235,7 +263,7 @@ def collect_round(setup: Setup, run: RunState):
     policy = collect_lib.agent_policy(agent, run.train, mode=False)
     carry = _shard_leading(setup, agent.initial_carry(run.train, c.num_envs))
     rollout, _ = collect_lib.collect(setup.meta, policy, carry, k_col, c.num_envs)
-    replay = replay_lib.add(run.replay, rollout.data)
+    replay = _shard_replay(setup, replay_lib.add(run.replay, rollout.data, setup.replay_shards))
     frames = run.frames + c.num_envs * setup.length
     wm_h = wm_horizon_for(setup, frames)
     sub_returns = collect_lib.sub_episode_returns(rollout, c.K)  # [N, K]
@@ -257,7 +285,7 @@ def update_step(setup: Setup, carry, replay: replay_lib.ReplayState, key: jax.Ar
     c = setup.config
     train, streak, total = carry
     kb, kw, kt = jax.random.split(key, 3)
-    batch = replay_lib.sample(replay, kb, c.batch_size)
+    batch = replay_lib.sample(replay, kb, c.batch_size, setup.replay_shards)
     if c.sequence == "window":
         batch = window_batch(batch, kw, c.window_length)
     train, metrics, finite = guarded_update(setup, train, batch, kt, wm_h)
@@ -379,7 +407,7 @@ def compile_phases(setup: Setup) -> Phases:
 def num_rounds_for(setup: Setup) -> int:
     """Rounds needed to reach ``total_frames`` real frames after prefill."""
     c = setup.config
-    remaining = max(0, c.total_frames - c.prefill * setup.length)
+    remaining = max(0, c.total_frames - setup.prefill * setup.length)
     return math.ceil(remaining / (c.num_envs * setup.length))
 
 

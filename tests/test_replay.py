@@ -68,3 +68,25 @@ def test_bad_inputs():
         replay.add(buf, _items(2, 4, 0))  # wrong length
     with pytest.raises(ValueError):
         replay.init(spec, 5, 0)
+
+
+def test_sharded_ring_keeps_each_block_local():
+    """With D shards, item block i of every add lands in buffer block i (FIFO within it), and
+    sampled batch block i draws only from buffer block i."""
+    spec = replay.item_spec(obs_dim=2, action_dim=3)
+    D, cap, T = 2, 6, 4  # 3 slots per shard
+    buf = replay.init(spec, T, cap)
+    for start in (0, 4, 8):  # 3 adds of 4 items (2 per shard): the 3rd wraps each block's ring
+        buf = replay.add(buf, _items(4, T, start), num_shards=D)
+    assert int(buf.size) == 3 and int(buf.insert) == 0  # per shard
+    ids = np.asarray(buf.data["state"][:, 0, 0]).reshape(D, 3)
+    # shard 0 got ids {0,1}, {4,5}, {8,9}; shard 1 got {2,3}, {6,7}, {10,11}; 3 slots each, FIFO
+    np.testing.assert_array_equal(ids, [[5, 8, 9], [7, 10, 11]])
+    batch = replay.sample(buf, jax.random.PRNGKey(0), 400, num_shards=D)
+    got = np.asarray(batch["state"][:, 0, 0]).reshape(D, 200)
+    assert set(got[0]) == {5, 8, 9} and set(got[1]) == {7, 10, 11}
+    assert bool(np.all(np.asarray(batch["is_first"][:, 0])))
+    with pytest.raises(ValueError, match="divisible"):
+        replay.add(buf, _items(3, T, 0), num_shards=D)
+    with pytest.raises(ValueError, match="divisible"):
+        replay.sample(buf, jax.random.PRNGKey(0), 3, num_shards=D)
