@@ -65,7 +65,7 @@ def bench(dtype: str, quick: bool) -> dict:
     c = setup.config
 
     # one update
-    batch = replay.sample(run.replay, jax.random.PRNGKey(1), c.batch_size)
+    batch = replay.sample(run.replay, jax.random.PRNGKey(1), c.batch_size, setup.replay_shards)
     wm_h = trainer.wm_horizon_for(setup, run.frames)
     update = jax.jit(lambda t, b, k: trainer.guarded_update(setup, t, b, k, wm_h)[0])
     t0 = time.perf_counter()

@@ -80,6 +80,18 @@ def restore(manager: ocp.CheckpointManager, abstract_state: Any,
     return restored, meta
 
 
+def read_meta(manager: ocp.CheckpointManager, step: Optional[int] = None) -> Dict[str, Any]:
+    """The JSON ``meta`` of the latest (or ``step``) checkpoint. Raises ``CheckpointError``."""
+    step = manager.latest_step() if step is None else step
+    if step is None:
+        raise CheckpointError(f"no checkpoint found in {manager.directory}")
+    try:
+        return manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    except Exception as e:  # orbax raises many types for damaged files
+        raise CheckpointError(f"checkpoint {os.path.join(str(manager.directory), str(step))} is "
+                              f"unreadable or corrupt (meta): {e}") from e
+
+
 def fingerprint_of(config, replay_shards: int = 1) -> Dict[str, Any]:
     """Config fields a checkpoint depends on (shapes and semantics), JSON-friendly.
 

@@ -17,7 +17,7 @@ blocks, one per device of the data-parallel mesh (the caller shards the arrays w
 ``PartitionSpec('data')`` along it). ``add`` writes the i-th block of N/D new items into the
 i-th block of the buffer, and ``sample`` draws B/D items from each block, so the items that
 device d's environments collected stay on device d and are the ones device d trains on: no
-replay data ever crosses devices or hosts, and each host holds 1/D-th of the buffer per device.
+replay data ever crosses devices or hosts, and each device holds 1/D of the buffer.
 ``insert`` and ``size`` then count per block (every block receives the same number of items).
 With D = 1 this is one plain ring.
 """
@@ -38,7 +38,8 @@ ItemSpec = Mapping[str, Tuple[Tuple[int, ...], jnp.dtype]]
 
 @struct.dataclass
 class ReplayState:
-    """data: key -> [capacity, T, ...]; insert: int32 [] next slot; size: int32 [] items stored."""
+    """data: key -> [capacity, T, ...]; insert: int32 [] next slot; size: int32 [] items stored.
+    With ``num_shards`` D > 1 (see module doc) insert and size count within each of the D blocks."""
 
     data: Dict[str, jax.Array]
     insert: jax.Array

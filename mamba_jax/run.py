@@ -98,8 +98,10 @@ def load_run(workdir: str, step: Optional[int] = None, with_replay: bool = False
     """Loads a trained run for analysis: ``(setup, run_state, meta)``.
 
     Reads ``<workdir>/config.json`` (the run's full config) and restores the latest (or ``step``)
-    Orbax checkpoint into it; the replay buffer is dropped unless ``with_replay``. Raises
-    ``FileNotFoundError`` (no config) or ``checkpointing.CheckpointError`` (no usable checkpoint).
+    Orbax checkpoint into it; the replay buffer is dropped unless ``with_replay``. Works on any
+    number of devices: a buffer saved split over another device count (``replay_shards``) is
+    restored onto one device in its saved block layout. Raises ``FileNotFoundError`` (no config)
+    or ``checkpointing.CheckpointError`` (no usable checkpoint).
     """
     from ml_collections import ConfigDict
 
@@ -110,15 +112,43 @@ def load_run(workdir: str, step: Optional[int] = None, with_replay: bool = False
         config = ConfigDict(_tuples(json.load(f)))
     setup = trainer.make_setup(config)
     run = jax.eval_shape(lambda: trainer.init_run_state(setup, config.seed))
+    # explicit target shardings on this machine's devices (Orbax would otherwise use the saved ones)
+    replicated = jax.sharding.NamedSharding(setup.mesh, jax.sharding.PartitionSpec())
+    with_sharding = lambda tree, sh: jax.tree.map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, sh)
+    run = with_sharding(run.replace(replay=None),
+                        jax.tree.map(lambda _: replicated, run.replace(replay=None))).replace(
+        replay=with_sharding(run.replay, trainer.replay_shardings(setup, run.replay)))
     manager = checkpointing.make_manager(os.path.join(workdir, "checkpoints"),
                                          config.keep_checkpoints)
-    restored, meta = checkpointing.restore(manager, _checkpoint_state(run, config.checkpoint_replay),
-                                           checkpointing.fingerprint_of(config, setup.replay_shards),
-                                           step)
-    manager.close()
+    shards = setup.replay_shards
+    if config.checkpoint_replay:
+        shards = int(checkpointing.read_meta(manager, step).get("fingerprint", {})
+                     .get("replay_shards", 1))
+        if shards != setup.replay_shards:  # saved on another device count: its layout, one device
+            run = run.replace(replay=_abstract_replay(setup, config, shards))
+    try:
+        restored, meta = checkpointing.restore(
+            manager, _checkpoint_state(run, config.checkpoint_replay),
+            checkpointing.fingerprint_of(config, shards), step)
+    finally:
+        manager.close()
     if not with_replay:
         restored = restored.replace(replay=None)
     return setup, restored, meta
+
+
+def _abstract_replay(setup, config, shards: int):
+    """Shapes of a replay buffer saved split over ``shards`` devices, placed on one device."""
+    from mamba_jax import replay as replay_lib
+
+    cap = trainer.replay_capacity(config, setup.length, shards)
+    lead = (config.num_seeds,) if config.num_seeds > 1 else ()
+    dev = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    sds = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype, sharding=dev)
+    data = {k: sds(lead + (cap, setup.length) + tuple(shape), dtype)
+            for k, (shape, dtype) in trainer.item_spec(setup).items()}
+    return replay_lib.ReplayState(data=data, insert=sds(lead, np.int32), size=sds(lead, np.int32))
 
 
 def _render(setup, ev: Dict[str, np.ndarray], tasks, path: str, title: str) -> None:

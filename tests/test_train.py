@@ -69,7 +69,7 @@ def test_checkpoint_is_loadable(cli_run):
     setup = trainer.make_setup(config)
     manager = checkpointing.make_manager(os.path.join(workdir, "checkpoints"), 3)
     state, meta = checkpointing.restore(manager, trainer.init_run_state(setup, 0),
-                                        checkpointing.fingerprint_of(config))
+                                        checkpointing.fingerprint_of(config, setup.replay_shards))
     assert meta["rounds"] == 3 and int(state.rounds) == 3 and int(state.replay.size) > 0
     assert all(np.all(np.isfinite(p)) for p in _params(state))
 
@@ -172,7 +172,9 @@ setup4 = trainer.make_setup(config)
 setup1 = dataclasses.replace(setup4, mesh=trainer.make_mesh(jax.devices()[:1]))
 run = trainer.init_run_state(setup4, 0)
 run = jax.jit(lambda r: trainer.prefill(setup4, r))(run)
-batch = jax.device_get(replay.sample(run.replay, jax.random.PRNGKey(3), config.batch_size))
+batch = jax.device_get(replay.sample(run.replay, jax.random.PRNGKey(3), config.batch_size,
+                                     setup4.replay_shards))
+assert len(np.unique(batch["state"].reshape(config.batch_size, -1), axis=0)) > 1  # distinct rows
 train = jax.device_get(run.train)
 outs = []
 for setup in (setup1, setup4):
@@ -299,3 +301,21 @@ def test_replay_is_sharded_per_device_and_never_gathered():
     proc = subprocess.run([sys.executable, "-c", _SHARDED_REPLAY_SCRIPT], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
     assert "SHARDED_OK" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_run_trained_on_two_devices_loads_on_one(tmp_path):
+    """A run whose replay buffer was saved split over 2 devices loads for analysis on 1 device
+    (with and without the buffer), and resuming it on 1 device is refused with a clear message."""
+    workdir = str(tmp_path / "run2")
+    proc = _cli([f"--workdir={workdir}", "--max_rounds=1", "--wandb_mode=disabled"],
+                env={"JAX_PLATFORMS": "cpu", "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")
+                     + " --xla_force_host_platform_device_count=2"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert jax.device_count() == 1
+    setup, state, meta = run.load_run(workdir)
+    assert meta["rounds"] == 1 and state.replay is None
+    assert all(np.all(np.isfinite(p)) for p in _params(state))
+    _, state, _ = run.load_run(workdir, with_replay=True)
+    assert int(state.replay.size) > 0
+    proc = _cli([f"--workdir={workdir}", "--resume", "--max_rounds=1", "--wandb_mode=disabled"])
+    assert proc.returncode != 0 and "replay_shards" in proc.stderr
