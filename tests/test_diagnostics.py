@@ -1,4 +1,5 @@
 """Diagnostic scripts run on the tiny config: real updates, finite numbers, the documented rows."""
+import jax
 import numpy as np
 import pytest
 
@@ -21,3 +22,15 @@ def test_probe_reward_head_refuses_data_without_reward():
     config = tiny.get_config()  # H = 10: the sweep never reaches the arc
     with pytest.raises(ValueError, match="found no reward"):
         probe_reward_head.probe(config, updates=1, every=1, episodes=4)
+
+
+def test_twohot_head_probe_learns_a_dense_reward():
+    """The isolated reward-head probe runs and, with a large learning rate and mostly rewarded
+    data, separates rewarded from unrewarded inputs within 200 updates."""
+    from experiments import probe_twohot_head
+
+    x, r = probe_twohot_head.synthetic_batch(jax.random.PRNGKey(0), 1000, 0.5)
+    assert x.shape == (1000, probe_twohot_head.FEATURES) and 400 < int((r > 0).sum()) < 600
+    rows = probe_twohot_head.probe(0.5, 200, 1e-3, {10, 200}, batch=256)
+    assert [row["update"] for row in rows] == [10, 200]
+    assert rows[-1]["pred_at_reward"] > 0.5 > 0.1 > rows[-1]["pred_at_zero"]
