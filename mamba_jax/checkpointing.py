@@ -52,13 +52,8 @@ def restore(manager: ocp.CheckpointManager, abstract_state: Any,
             says which and where; nothing on disk is modified.
     """
     step = manager.latest_step() if step is None else step
+    meta = read_meta(manager, step)
     where = os.path.join(str(manager.directory), str(step))
-    if step is None:
-        raise CheckpointError(f"no checkpoint found in {manager.directory}")
-    try:
-        meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-    except Exception as e:  # orbax raises many types for damaged files
-        raise CheckpointError(f"checkpoint {where} is unreadable or corrupt (meta): {e}") from e
     if meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
             f"checkpoint {where} has format_version {meta.get('format_version')}, "

@@ -113,12 +113,8 @@ def load_run(workdir: str, step: Optional[int] = None, with_replay: bool = False
     setup = trainer.make_setup(config)
     run = jax.eval_shape(lambda: trainer.init_run_state(setup, config.seed))
     # explicit target shardings on this machine's devices (Orbax would otherwise use the saved ones)
-    replicated = jax.sharding.NamedSharding(setup.mesh, jax.sharding.PartitionSpec())
-    with_sharding = lambda tree, sh: jax.tree.map(
-        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, sh)
-    run = with_sharding(run.replace(replay=None),
-                        jax.tree.map(lambda _: replicated, run.replace(replay=None))).replace(
-        replay=with_sharding(run.replay, trainer.replay_shardings(setup, run.replay)))
+    run = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                       run, trainer.run_shardings(setup, run))
     manager = checkpointing.make_manager(os.path.join(workdir, "checkpoints"),
                                          config.keep_checkpoints)
     shards = setup.replay_shards
@@ -145,10 +141,9 @@ def _abstract_replay(setup, config, shards: int):
     cap = trainer.replay_capacity(config, setup.length, shards)
     lead = (config.num_seeds,) if config.num_seeds > 1 else ()
     dev = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    sds = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype, sharding=dev)
-    data = {k: sds(lead + (cap, setup.length) + tuple(shape), dtype)
-            for k, (shape, dtype) in trainer.item_spec(setup).items()}
-    return replay_lib.ReplayState(data=data, insert=sds(lead, np.int32), size=sds(lead, np.int32))
+    shapes = jax.eval_shape(lambda: replay_lib.init(trainer.item_spec(setup), setup.length, cap))
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(lead + x.shape, x.dtype, sharding=dev),
+                        shapes)
 
 
 def _render(setup, ev: Dict[str, np.ndarray], tasks, path: str, title: str) -> None:

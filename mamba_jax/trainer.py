@@ -192,13 +192,17 @@ def empty_replay(setup: Setup) -> replay_lib.ReplayState:
     return jax.jit(make, out_shardings=shardings)()
 
 
+def run_shardings(setup: Setup, run: RunState):
+    """Shardings for a run state (arrays or shapes): everything replicated except the replay
+    buffer, whose capacity axis is split over the ``data`` axis (each device holds its block)."""
+    replicated = NamedSharding(setup.mesh, P())
+    out = jax.tree.map(lambda _: replicated, run.replace(replay=None))
+    return out.replace(replay=None if run.replay is None else replay_shardings(setup, run.replay))
+
+
 def place(setup: Setup, run: RunState) -> RunState:
-    """Places a run state on the mesh: everything replicated except the replay buffer, whose
-    capacity axis is split over the ``data`` axis (each device holds its own block)."""
-    run = replicate(setup, run.replace(replay=None)).replace(replay=run.replay)
-    if run.replay is None:
-        return run
-    return run.replace(replay=jax.device_put(run.replay, replay_shardings(setup, run.replay)))
+    """Places a run state on the mesh with ``run_shardings``."""
+    return jax.device_put(run, run_shardings(setup, run))
 
 
 def replicate(setup: Setup, tree):

@@ -188,11 +188,20 @@ print("DP_OK", len(outs[0]))
 """
 
 
-def test_four_device_update_equals_one_device_update():
-    env = dict(os.environ, JAX_PLATFORMS="cpu",
-               XLA_FLAGS=os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4")
-    proc = subprocess.run([sys.executable, "-c", _DP_SCRIPT], cwd=REPO, env=env,
+def _host_devices_env(n: int) -> dict:
+    """Environment for a subprocess that sees ``n`` CPU devices."""
+    return {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")
+            + f" --xla_force_host_platform_device_count={n}"}
+
+
+def _run_on_host_devices(script: str, n: int) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", script], cwd=REPO,
+                          env=dict(os.environ, **_host_devices_env(n)),
                           capture_output=True, text=True, timeout=600)
+
+
+def test_four_device_update_equals_one_device_update():
+    proc = _run_on_host_devices(_DP_SCRIPT, 4)
     assert "DP_OK" in proc.stdout, proc.stderr[-3000:]
 
 
@@ -296,10 +305,7 @@ print("SHARDED_OK", filled)
 def test_replay_is_sharded_per_device_and_never_gathered():
     """4 devices: each device stores the meta-episodes its own environments collected and trains
     on samples of them; collection+insert and sampling move no replay data between devices."""
-    env = dict(os.environ, JAX_PLATFORMS="cpu",
-               XLA_FLAGS=os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4")
-    proc = subprocess.run([sys.executable, "-c", _SHARDED_REPLAY_SCRIPT], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = _run_on_host_devices(_SHARDED_REPLAY_SCRIPT, 4)
     assert "SHARDED_OK" in proc.stdout, proc.stderr[-3000:]
 
 
@@ -308,8 +314,7 @@ def test_run_trained_on_two_devices_loads_on_one(tmp_path):
     (with and without the buffer), and resuming it on 1 device is refused with a clear message."""
     workdir = str(tmp_path / "run2")
     proc = _cli([f"--workdir={workdir}", "--max_rounds=1", "--wandb_mode=disabled"],
-                env={"JAX_PLATFORMS": "cpu", "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")
-                     + " --xla_force_host_platform_device_count=2"})
+                env=_host_devices_env(2))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert jax.device_count() == 1
     setup, state, meta = run.load_run(workdir)
