@@ -84,6 +84,32 @@ def curve(metrics_path: str):
     return frames, per_seed
 
 
+def apply_overrides(config, assignments) -> None:
+    """Apply ``FIELD=VALUE`` strings to ``config``, parsing VALUE as the field's current type."""
+    for kv in assignments:
+        field, sep, value = kv.partition("=")
+        if not sep or field not in config:
+            raise SystemExit(f"--set {kv!r}: expected FIELD=VALUE with FIELD one of the config's "
+                             f"fields (e.g. train_ratio)")
+        old = config[field]
+        if isinstance(old, bool):
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise SystemExit(f"--set {kv!r}: {field} is a bool (true/false)")
+            config[field] = value.lower() in ("true", "1")
+        else:
+            try:
+                parsed = type(old)(value)
+            except ValueError:
+                try:
+                    number = float(value)
+                except ValueError:
+                    number = None
+                if not (isinstance(old, int) and number is not None and number.is_integer()):
+                    raise SystemExit(f"--set {kv!r}: {field} expects a {type(old).__name__}") from None
+                parsed = int(number)  # 1e6 for an int field
+            config[field] = parsed
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", default="point_robot", help="config module in experiments/configs")
@@ -98,7 +124,11 @@ def main():
     p.add_argument("--name", default=None, help="output file stem (default: the task name)")
     p.add_argument("--workdir", default="runs/reproduce")
     p.add_argument("--no_progress", action="store_true")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a config field for every variant (repeatable), e.g. "
+                        "--set=train_ratio=0.1; the result file records it")
     args = p.parse_args()
+    stem = args.name or args.task
 
     module = importlib.import_module(f"experiments.configs.{args.task}")
     refs = load_references(args.task)
@@ -107,7 +137,7 @@ def main():
               "machine": {"cpu": platform.processor() or platform.machine(),
                           "cores": os.cpu_count(), "jax": jax.__version__,
                           "devices": [str(d) for d in jax.devices()]},
-              "references": refs}
+              "references": refs, "overrides": dict(kv.split("=", 1) for kv in args.set)}
     curves = {}
     for variant in args.variants.split(","):
         config = module.get_config(variant)
@@ -119,7 +149,8 @@ def main():
             config.compute_dtype = args.compute_dtype
         if args.eval_every:
             config.eval_every_meta_episodes = args.eval_every
-        workdir = os.path.join(args.workdir, f"{args.task}_{variant}_s{args.seeds}")
+        apply_overrides(config, args.set)
+        workdir = os.path.join(args.workdir, f"{stem}_{variant}_s{args.seeds}")
         resume = os.path.isdir(os.path.join(workdir, "checkpoints")) and os.listdir(
             os.path.join(workdir, "checkpoints"))
         t0 = time.time()
@@ -155,7 +186,6 @@ def main():
         result["scripted_reference"] = {"meta_episode_return": float(scripted.sum(-1).mean()),
                                         "sub_episode_returns": scripted.mean(0).tolist()}
     os.makedirs(args.out, exist_ok=True)
-    stem = args.name or args.task
     with open(os.path.join(args.out, f"{stem}.json"), "w") as f:
         json.dump(result, f, indent=2)
     plot(result, curves, os.path.join(args.out, f"{stem}.png"))

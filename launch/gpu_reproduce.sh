@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Time-boxed reproduction runs on one GPU machine whose Python already has jax with CUDA but not
+# our pinned pure-Python dependencies (carry them as wheels in .whl/, see README "GPU").
+#
+#   BUDGET=560 OUT=runs/gpu bash launch/gpu_reproduce.sh
+#   (a dry run on CPU: EXTRA="--frames=8000 --final_eval_tasks=5" BUDGET=900 bash launch/gpu_reproduce.sh)
+#
+# Runs, in order, each as its own `experiments.reproduce` call with its own result file, until
+# BUDGET seconds (counted from the start of this script) are spent:
+#   1. Point Robot Navigation, MAMBA, 3 seeds in one program, the paper's budget (1.0M real frames)
+#   2. the same for vanilla Dreamer
+#   3. diagnostic (not the official config): MAMBA with train_ratio 0.1 (10x the updates per frame)
+# A stage cut off by the budget still leaves its metrics.jsonl (the periodic evaluations).
+set -u
+T0=$(date +%s)
+BUDGET=${BUDGET:-560}
+OUT=${OUT:-runs/gpu}
+RES=/tmp/gpu_results  # packed into $OUT/gpu_results.tgz at the end (one file to fetch)
+mkdir -p "$OUT" "$RES"
+export PYTHONUNBUFFERED=1
+PY=${PY:-python3}
+if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:$PWD
+fi
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
+  nproc
+  $PY -c "import jax, flax, optax, orbax.checkpoint as ocp; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, jax.devices())"
+} | tee "$RES/machine.txt" || exit 1
+
+left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
+stage() {  # stage NAME VARIANT [reproduce args...]
+  local name=$1 variant=$2; shift 2
+  local L; L=$(left)
+  if [ "$L" -lt 120 ]; then echo "skip $name: ${L}s left"; return; fi
+  echo "== $name ($variant): up to ${L}s"
+  # SIGTERM at L-60 s: the run checkpoints after its current round and reproduce still evaluates
+  # what it has on the held-out tasks; SIGKILL 60 s later if that takes too long.
+  timeout -k 60 $((L - 60)) $PY -m experiments.reproduce --task=point_robot --seeds=3 --variants="$variant" \
+    --workdir=/tmp/gpu_runs --out="$RES" --name="$name" --no_progress ${EXTRA:-} "$@" 2>&1 \
+    | grep -v "^I0000\|^W0000\|TF_CPP" | tail -n 25
+  cp "/tmp/gpu_runs/${name}_${variant}_s3/metrics.jsonl" "$RES/${name}.metrics.jsonl" 2>/dev/null
+  echo "== $name done at $(( $(date +%s) - T0 ))s"
+}
+stage point_robot_gpu_mamba mamba
+stage point_robot_gpu_dreamer dreamer
+stage point_robot_gpu_mamba_tr0.1 mamba --set=train_ratio=0.1
+tar czf "$OUT/gpu_results.tgz" -C "$RES" . && tar tzvf "$OUT/gpu_results.tgz"
