@@ -20,6 +20,21 @@ def test_mean_ci():
     assert reproduce.mean_ci([5.0])["ci95"] == 0.0
 
 
+def test_set_overrides_parse_as_the_field_type_and_reject_bad_input():
+    c = tiny.get_config()
+    reproduce.apply_overrides(c, ["train_ratio=0.1", "total_frames=1e4", "compute_dtype=bfloat16"])
+    assert (c.train_ratio, c.total_frames, c.compute_dtype) == (0.1, 10000, "bfloat16")
+    assert isinstance(c.total_frames, int)
+    for bad, message in [("no_such_field=1", "one of the config's fields"),
+                         ("total_frames=0.5", "expects a int"), ("train_ratio", "FIELD=VALUE")]:
+        try:
+            reproduce.apply_overrides(c, [bad])
+        except SystemExit as e:
+            assert message in str(e), str(e)
+        else:
+            raise AssertionError(f"{bad} was accepted")
+
+
 def test_seed_s_of_a_multi_seed_run_equals_the_single_seed_run(tmp_path):
     c2 = tiny.get_config()
     c2.wandb_mode = "disabled"
@@ -41,6 +56,7 @@ def test_reproduce_writes_results(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "experiments.reproduce", "--task=tiny", "--seeds=2",
          "--variants=mamba,dreamer", "--final_eval_tasks=4", "--no_progress",
+         "--set=compute_dtype=float32",
          f"--out={tmp_path}/results", f"--workdir={tmp_path}/runs"],
         cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -50,4 +66,5 @@ def test_reproduce_writes_results(tmp_path):
         assert r["meta_episode_return"]["n"] == 2 and len(r["sub_episode_returns"]) == 2
         assert r["frames_real"] == 320 and r["frames_official_logger_units"] == 80 + 2 * 240
     assert "scripted_reference" in res  # tiny runs the point robot
+    assert res["overrides"] == {"compute_dtype": "float32"}
     assert os.path.getsize(tmp_path / "results" / "tiny.png") > 0
