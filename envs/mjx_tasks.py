@@ -60,7 +60,12 @@ with contextlib.redirect_stdout(io.StringIO()):  # mjx prints a warning when war
 
 from flax import struct  # noqa: E402
 
+from envs import cpu_linalg  # noqa: E402
 from envs.core import Env, EnvState, register  # noqa: E402
+
+# MJX factorises several batched matrices per step: with jaxlib < 0.11.2's LAPACK kernels that can
+# deadlock XLA:CPU's thread pool (envs/cpu_linalg.py). Use XLA's own Cholesky/triangular solve.
+cpu_linalg.use_xla_linalg_on_cpu()
 
 ASSET_DIR = pathlib.Path(__file__).resolve().parent / "assets"
 
