@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Time-boxed reproduction runs on one GPU machine whose Python already has jax with CUDA but not
-# our pinned pure-Python dependencies (carry them as wheels in .whl/, see README "GPU").
+# our pinned pure-Python dependencies: put those wheels (flax, optax, chex, orbax-checkpoint,
+# ml_collections at the versions in setup.py) in .whl/ and they are installed into /tmp/site.
 #
 #   BUDGET=560 OUT=runs/gpu bash launch/gpu_reproduce.sh
 #   (a dry run on CPU: EXTRA="--frames=8000 --final_eval_tasks=5" BUDGET=900 bash launch/gpu_reproduce.sh)
