@@ -32,6 +32,10 @@ iterations are therefore the main cost knobs (100/50 -> 3/4 gave ~4x); fewer tha
 (1 iteration, or no implicit damping) diverges from native MuJoCo within 10 steps. Pruning the
 collision pairs from 8 to 6 (or 2) gave at most ~20%, within the noise of a shared machine.
 
+Linear algebra: on CPU with jaxlib < 0.11.2, batches of 16 or more environments factorise their
+matrices without LAPACK (``envs/cpu_linalg.py``: jaxlib's batched LAPACK kernels can deadlock
+XLA's thread pool; Humanoid at 256 parallel hung every time before).
+
 ``tests/test_mjx_envs.py`` checks each tuned MJX model against native ``mujoco.mj_step`` on the
 untuned model. ``experiments/bench_mjx.py`` measures the speed.
 """
