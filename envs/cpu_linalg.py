@@ -1,40 +1,58 @@
 """Work around a deadlock of batched LAPACK kernels in jaxlib < 0.11.2 on CPU.
 
-jaxlib 0.10.x's CPU LAPACK custom calls (``lapack_spotrf_ffi``, ...) split a large batch into
-chunks, queue the chunks on XLA's intra-op thread pool and block until they finish. When XLA's
-thunk executor runs as many such calls at once as the pool has threads (two on a 2-core machine),
-every pool thread waits for chunks that no free thread can run: the process sleeps forever at 0%
-CPU. MJX can hit this: a step factorises the mass matrix and, independently, the implicit-damping
+jaxlib 0.10.x's CPU LAPACK custom calls split a batch whose work exceeds ~2e5 FLOP into chunks,
+queue the chunks on XLA's intra-op thread pool and block until they finish. When XLA's thunk
+executor runs as many such calls at once as the pool has threads (two on a 2-core machine), every
+pool thread waits for chunks that no free thread can run: the process sleeps forever at 0% CPU.
+MJX can hit this: a step factorises the mass matrix and, independently, the implicit-damping
 matrix (then the Newton Hessian). Humanoid at 256 parallel envs hung 3 times out of 3 on a quiet
 machine; a gdb backtrace showed both pool threads in ``jax::ParallelBatchMap`` ->
 ``BlockingCounter::Wait`` under ``CholeskyFactorization`` (``lapack_spotrf_ffi``). jaxlib 0.11.2
 builds that parallel path out, but needs Python 3.12.
 
-``use_xla_linalg_on_cpu()`` keeps LAPACK for batches below ``LAPACK_MAX_BATCH`` (run inline) and
-lowers larger batched ``cholesky`` / ``triangular_solve`` without any LAPACK call:
-* ``cholesky`` up to ``UNROLL_MAX`` wide: ``unrolled_cholesky`` (static slices, elementwise ops
-  that XLA fuses); wider matrices use XLA's own Cholesky expansion (a loop in the program).
-* ``triangular_solve``: XLA's own expansion (as fast as LAPACK at MJX's sizes).
+``use_xla_linalg_on_cpu()`` covers the two LAPACK kernels MJX uses, Cholesky (potrf) and the
+triangular solve (trsm). Calls that jaxlib runs inline (its own work rule, ``lapack_runs_inline``)
+keep LAPACK, except batches of small matrices, where fused code is faster; the others are lowered
+without any LAPACK call:
+* real float32/float64 Cholesky up to ``UNROLL_MAX`` wide: ``unrolled_cholesky`` (static slices,
+  elementwise ops that XLA fuses); complex or wider matrices: XLA's own Cholesky expansion, a loop
+  in the program that is ~30x slower than LAPACK (27x27, batch 256: 13.9 ms against 0.43 ms);
+* triangular solve: XLA's own expansion (as fast as LAPACK at MJX's sizes).
+Other batched LAPACK kernels (LU, QR, eigh, ...) are untouched and keep the hazard.
 Batch 256 on the 2-core Xeon (float32, per call): 27x27 potrf 0.43 ms with LAPACK, 1.5 ms
-unrolled, 13.9 ms with XLA's expansion; 9x9: 0.10 / 0.08 / 1.0 ms. So Humanoid's MJX step gets
-slower (README, Environments), HalfCheetah's and Reacher's do not.
-The MJX tasks call it when they are imported. It is process-wide; ``MAMBA_JAX_KEEP_LAPACK=1``
-keeps jaxlib's LAPACK lowering (faster for Humanoid, with the risk of the hang).
+unrolled; 9x9: 0.10 / 0.08 ms. In MJX steps (README, Performance) Reacher got faster, HalfCheetah
+10-25% slower and Humanoid 1.5-2x slower.
+The MJX tasks call it when they are imported (``import envs`` does, when mujoco is installed). It
+is process-wide and clears JAX's caches, so jitted functions recompile with the new lowering (an
+already compiled ``jax.stages.Compiled`` keeps LAPACK). ``MAMBA_JAX_KEEP_LAPACK=1`` keeps jaxlib's
+lowering (faster for Humanoid, with the risk of the hang).
 """
 from __future__ import annotations
 
 import math
 import os
+import re
 
 import jax
 import jax.numpy as jnp
 
 _DONE = False
 UNROLL_MAX = 64  # widest matrix factorised by the unrolled code (graph size grows with n)
-# Batches smaller than this keep LAPACK. Timing potrf per call on the 2-core VM, cost grows
-# linearly up to batch 16 (27x27: 27 us at 8, 45 us at 16) and jumps at 32 (199 us), where jaxlib
-# starts splitting the batch over the pool; the deadlock needs that split.
-LAPACK_MAX_BATCH = 16
+_MIN_WORK = 200_000  # jaxlib's kMinWorkPerTask: a batch with less work (FLOP) stays on one thread
+# Small matrices in batches: the fused code is also faster than LAPACK's per-matrix calls
+# (batch 256, 9x9: potrf 0.08 vs 0.10 ms, cho_solve 0.04 vs 0.09 ms; Reacher's 2x2 MJX step
+# 1.1-1.5x faster), so it is used there even where LAPACK would run inline.
+FUSED_SMALL_N, FUSED_SMALL_MIN_BATCH = 12, 16
+
+
+def lapack_runs_inline(batch: int, cost_per_matrix: int) -> bool:
+    """Whether jaxlib 0.10.2 runs a batched LAPACK call on the calling thread (no pool waits).
+
+    Its chunk size is max(ceil(batch / threads), ceil(2e5 / cost)); the call stays inline when
+    that covers the whole batch, for any thread count when ceil(2e5 / cost) >= batch.
+    """
+    cost = max(int(cost_per_matrix), 1)
+    return batch <= 1 or -(-_MIN_WORK // cost) >= batch
 
 
 def unrolled_cholesky(a: jax.Array) -> jax.Array:
@@ -43,8 +61,8 @@ def unrolled_cholesky(a: jax.Array) -> jax.Array:
     Right-looking and unrolled over the n columns with static slices: take the first column of
     the remaining block, scale it by the square root of its pivot, subtract its outer product from
     the trailing block, recurse on that block. Only elementwise ops (no tiny batched dots), which
-    XLA fuses. Entries above the diagonal are 0. A matrix that is not positive definite gives NaN
-    (as the LAPACK path does).
+    XLA fuses. Real dtypes only (no conjugation). Entries above the diagonal are 0. A matrix that
+    is not positive definite comes back all NaN, as from the LAPACK path.
     """
     n = a.shape[-1]
     pad = [(0, 0)] * (a.ndim - 2)
@@ -54,20 +72,36 @@ def unrolled_cholesky(a: jax.Array) -> jax.Array:
         col = rest[..., :, 0] / jnp.sqrt(rest[..., 0:1, 0])  # [..., n - j]
         cols.append(jnp.pad(col, pad + [(j, 0)]))
         rest = rest[..., 1:, 1:] - col[..., 1:, None] * col[..., None, 1:]
-    return jnp.stack(cols, axis=-1)
+    out = jnp.stack(cols, axis=-1)
+    failed = jnp.isnan(out).any(axis=(-2, -1), keepdims=True)
+    return jnp.where(failed, jnp.nan, out)
 
 
 def _batch(aval) -> int:
     return math.prod(aval.shape[:-2])
 
 
+def _complex(aval) -> bool:
+    return jnp.issubdtype(aval.dtype, jnp.complexfloating)
+
+
+def _small(batch: int, n: int) -> bool:
+    return n <= FUSED_SMALL_N and batch >= FUSED_SMALL_MIN_BATCH
+
+
 def _cholesky_cpu_lowering(ctx, x):
     from jax._src.interpreters import mlir
     from jax._src.lax import linalg as lax_linalg
 
-    if _batch(ctx.avals_in[0]) < LAPACK_MAX_BATCH:
+    aval = ctx.avals_in[0]
+    n = aval.shape[-1]
+    supported = aval.dtype in (jnp.float32, jnp.float64, jnp.complex64, jnp.complex128)
+    cost = n ** 3 // 3 * (3 if _complex(aval) else 1)  # jaxlib's potrf estimate
+    batch = _batch(aval)
+    if (not supported or n == 0
+            or (lapack_runs_inline(batch, cost) and not (_small(batch, n) and not _complex(aval)))):
         return lax_linalg._cholesky_cpu_lowering(ctx, x)
-    if ctx.avals_in[0].shape[-1] <= UNROLL_MAX:
+    if n <= UNROLL_MAX and not _complex(aval):
         return mlir.lower_fun(unrolled_cholesky, multiple_results=False)(ctx, x)
     return lax_linalg._cholesky_lowering(ctx, x)
 
@@ -75,9 +109,33 @@ def _cholesky_cpu_lowering(ctx, x):
 def _triangular_solve_cpu_lowering(ctx, a, b, **params):
     from jax._src.lax import linalg as lax_linalg
 
-    if _batch(ctx.avals_in[0]) < LAPACK_MAX_BATCH:
+    b_aval = ctx.avals_in[1]
+    rows, cols = b_aval.shape[-2:]
+    cost = rows * cols * (rows if params["left_side"] else cols) * (3 if _complex(b_aval) else 1)
+    batch = _batch(b_aval)
+    if lapack_runs_inline(batch, cost) and not _small(batch, ctx.avals_in[0].shape[-1]):
         return lax_linalg._triangular_solve_cpu_lower(ctx, a, b, **params)
     return lax_linalg._triangular_solve_lowering(ctx, a, b, **params)
+
+
+_CALL = re.compile(r'custom_call_target="lapack_([a-z])(potrf|trsm)_ffi", '
+                   r'operand_layout_constraints=\{(.*?\})\}')
+_SHAPE = re.compile(r"[a-z]+\d*\[([\d,]*)\]")
+
+
+def splitting_lapack_calls(hlo_text: str) -> list:
+    """The potrf/trsm LAPACK calls of a compiled program's HLO text that jaxlib 0.10.2 would split
+    over the thread pool (the calls that can deadlock); [] means the program is safe from them.
+    Each entry is (kernel, operand shapes). The trsm cost is bounded from above (side unknown)."""
+    found = []
+    for kind, kernel, operands in _CALL.findall(hlo_text):
+        shapes = [tuple(int(d) for d in m.split(",") if d) for m in _SHAPE.findall(operands)]
+        scale = 3 if kind in "cz" else 1
+        *batch, rows, cols = shapes[-1]
+        cost = (rows ** 3 // 3 if kernel == "potrf" else rows * cols * max(rows, cols)) * scale
+        if not lapack_runs_inline(math.prod(batch), cost):
+            found.append((kernel, shapes))
+    return found
 
 
 def needs_workaround() -> bool:
@@ -91,8 +149,8 @@ def needs_workaround() -> bool:
 def use_xla_linalg_on_cpu() -> bool:
     """Register LAPACK-free lowerings of batched Cholesky / triangular solve for the CPU.
 
-    Returns True when the lowerings were replaced (now or by an earlier call). Call before the
-    first compilation that contains these ops; programs compiled earlier keep LAPACK.
+    Returns True when the lowerings were replaced (now or by an earlier call). Clears JAX's
+    caches, so jitted functions lower again; only already compiled objects keep LAPACK.
     """
     global _DONE
     if _DONE:

@@ -84,18 +84,30 @@ def curve(metrics_path: str):
     return frames, per_seed
 
 
-def apply_overrides(config, assignments) -> None:
-    """Apply ``FIELD=VALUE`` strings to ``config``, parsing VALUE as the field's current type."""
+def apply_overrides(config, assignments) -> dict:
+    """Apply ``FIELD=VALUE`` strings to ``config`` (FIELD may be dotted, e.g. ``agent.actor_lr``),
+    parsing VALUE as the field's current type. Returns {FIELD: parsed value}."""
+    applied = {}
     for kv in assignments:
         field, sep, value = kv.partition("=")
-        if not sep or field not in config:
+        *parents, leaf = field.split(".")
+        node = config
+        for name in parents:
+            node = node.get(name) if hasattr(node, "get") else None
+        if not sep or not hasattr(node, "get") or leaf not in node:
             raise SystemExit(f"--set {kv!r}: expected FIELD=VALUE with FIELD one of the config's "
-                             f"fields (e.g. train_ratio)")
-        old = config[field]
+                             f"fields (e.g. train_ratio, agent.actor_lr)")
+        if field == "num_seeds":
+            raise SystemExit("--set num_seeds: use --seeds")
+        old = node[leaf]
+        if hasattr(old, "keys"):
+            raise SystemExit(f"--set {kv!r}: {field} is a group; set one of its fields")
         if isinstance(old, bool):
             if value.lower() not in ("true", "false", "1", "0"):
                 raise SystemExit(f"--set {kv!r}: {field} is a bool (true/false)")
-            config[field] = value.lower() in ("true", "1")
+            parsed = value.lower() in ("true", "1")
+        elif old is None:
+            parsed = value
         else:
             try:
                 parsed = type(old)(value)
@@ -107,7 +119,9 @@ def apply_overrides(config, assignments) -> None:
                 if not (isinstance(old, int) and number is not None and number.is_integer()):
                     raise SystemExit(f"--set {kv!r}: {field} expects a {type(old).__name__}") from None
                 parsed = int(number)  # 1e6 for an int field
-            config[field] = parsed
+        node[leaf] = parsed
+        applied[field] = parsed
+    return applied
 
 
 def main():
@@ -125,19 +139,23 @@ def main():
     p.add_argument("--workdir", default="runs/reproduce")
     p.add_argument("--no_progress", action="store_true")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="override a config field for every variant (repeatable), e.g. "
-                        "--set=train_ratio=0.1; the result file records it")
+                   help="override a config field for every variant (repeatable; applied after "
+                        "--frames/--compute_dtype/--eval_every), e.g. --set=train_ratio=0.1 or "
+                        "--set=agent.actor_lr=1e-4; recorded in the result file and in the run "
+                        "folder names, so runs with other overrides never resume each other")
     args = p.parse_args()
     stem = args.name or args.task
-
     module = importlib.import_module(f"experiments.configs.{args.task}")
+    overrides = apply_overrides(module.get_config(), args.set)  # fail before any training
+    suffix = "".join(f"_{k}={v}" for k, v in overrides.items())
+
     refs = load_references(args.task)
     result = {"task": args.task, "seeds": args.seeds, "variants": {},
               "held_out_tasks": args.final_eval_tasks, "held_out_seed": HELD_OUT_SEED,
               "machine": {"cpu": platform.processor() or platform.machine(),
                           "cores": os.cpu_count(), "jax": jax.__version__,
                           "devices": [str(d) for d in jax.devices()]},
-              "references": refs, "overrides": dict(kv.split("=", 1) for kv in args.set)}
+              "references": refs, "overrides": overrides}
     curves = {}
     for variant in args.variants.split(","):
         config = module.get_config(variant)
@@ -150,7 +168,7 @@ def main():
         if args.eval_every:
             config.eval_every_meta_episodes = args.eval_every
         apply_overrides(config, args.set)
-        workdir = os.path.join(args.workdir, f"{stem}_{variant}_s{args.seeds}")
+        workdir = os.path.join(args.workdir, f"{args.task}_{variant}_s{args.seeds}{suffix}")
         resume = os.path.isdir(os.path.join(workdir, "checkpoints")) and os.listdir(
             os.path.join(workdir, "checkpoints"))
         t0 = time.time()
@@ -181,7 +199,9 @@ def main():
             if len(fr) and fr[-1] >= mark:
                 marks[str(mark)] = mean_ci([np.interp(mark, fr, ps[:, s]) for s in range(ps.shape[1])])
         result["variants"][variant]["eval_return_at_real_frames"] = marks
-    scripted = scripted_evaluation(trainer.make_setup(module.get_config()), args.final_eval_tasks)
+    scripted_config = module.get_config()
+    apply_overrides(scripted_config, args.set)
+    scripted = scripted_evaluation(trainer.make_setup(scripted_config), args.final_eval_tasks)
     if scripted is not None:
         result["scripted_reference"] = {"meta_episode_return": float(scripted.sum(-1).mean()),
                                         "sub_episode_returns": scripted.mean(0).tolist()}

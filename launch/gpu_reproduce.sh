@@ -12,12 +12,14 @@
 #   2. the same for vanilla Dreamer
 #   3. diagnostic (not the official config): MAMBA with train_ratio 0.1 (10x the updates per frame)
 # A stage cut off by the budget still leaves its metrics.jsonl (the periodic evaluations).
-set -u
+set -u -o pipefail
 T0=$(date +%s)
 BUDGET=${BUDGET:-560}
 OUT=${OUT:-runs/gpu}
 RES=/tmp/gpu_results  # packed into $OUT/gpu_results.tgz at the end (one file to fetch)
+rm -rf "$RES"
 mkdir -p "$OUT" "$RES"
+read -r -a EXTRA_ARGS <<< "${EXTRA:-}"  # extra reproduce flags for every stage (no spaces inside)
 export PYTHONUNBUFFERED=1
 PY=${PY:-python3}
 if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
@@ -30,18 +32,20 @@ fi
 } | tee "$RES/machine.txt" || exit 1
 
 left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
+MIN_STAGE=${MIN_STAGE:-330}  # compile (~240 s on an H100) + one round + the final evaluation
 stage() {  # stage NAME VARIANT [reproduce args...]
   local name=$1 variant=$2; shift 2
   local L; L=$(left)
-  if [ "$L" -lt 120 ]; then echo "skip $name: ${L}s left"; return; fi
+  if [ "$L" -lt "$MIN_STAGE" ]; then echo "skip $name: ${L}s left"; return; fi
   echo "== $name ($variant): up to ${L}s"
   # SIGTERM at L-60 s: the run checkpoints after its current round and reproduce still evaluates
   # what it has on the held-out tasks; SIGKILL 60 s later if that takes too long.
   timeout -k 60 $((L - 60)) $PY -m experiments.reproduce --task=point_robot --seeds=3 --variants="$variant" \
-    --workdir=/tmp/gpu_runs --out="$RES" --name="$name" --no_progress ${EXTRA:-} "$@" 2>&1 \
+    --workdir="/tmp/gpu_runs/$name" --out="$RES" --name="$name" --no_progress "${EXTRA_ARGS[@]}" "$@" 2>&1 \
     | grep -v "^I0000\|^W0000\|TF_CPP" | tail -n 25
-  cp "/tmp/gpu_runs/${name}_${variant}_s3/metrics.jsonl" "$RES/${name}.metrics.jsonl" 2>/dev/null
-  echo "== $name done at $(( $(date +%s) - T0 ))s"
+  local rc=${PIPESTATUS[0]}
+  cp /tmp/gpu_runs/"$name"/*/metrics.jsonl "$RES/${name}.metrics.jsonl" 2>/dev/null
+  echo "== $name exit status $rc (124/137: stopped by the budget) at $(( $(date +%s) - T0 ))s"
 }
 stage point_robot_gpu_mamba mamba
 stage point_robot_gpu_dreamer dreamer

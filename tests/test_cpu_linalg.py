@@ -25,8 +25,8 @@ def test_unrolled_cholesky_matches_numpy(batch, n):
 
 
 def test_unrolled_cholesky_gives_nan_for_a_matrix_that_is_not_positive_definite():
-    bad = -np.eye(3, dtype=np.float32)
-    assert np.isnan(np.asarray(cpu_linalg.unrolled_cholesky(bad))).any()
+    bad = np.diag([1.0, 1.0, -1.0, 1.0]).astype(np.float32)
+    assert np.isnan(np.asarray(cpu_linalg.unrolled_cholesky(bad))).all()
 
 
 def test_large_batches_compile_without_lapack_calls_and_small_ones_keep_lapack():
@@ -39,18 +39,61 @@ def test_large_batches_compile_without_lapack_calls_and_small_ones_keep_lapack()
         return jax.scipy.linalg.cho_solve(c, b)
 
     rng = np.random.default_rng(0)
-    for batch, lapack_expected in [(cpu_linalg.LAPACK_MAX_BATCH, False), (64, False), (4, True)]:
-        a = _spd(rng, (batch,), 27)
-        b = rng.normal(size=(batch, 27)).astype(np.float32)
+    # 27x27 potrf: jaxlib splits batches of 32 and more over the pool (its 2e5-FLOP rule) -> no
+    # LAPACK potrf; smaller ones run inline -> LAPACK kept. 4x4 batches of 16+ use the fused code
+    # (faster). The solves (b is 27x1, 729 FLOP) stay inline LAPACK at these batches for n=27.
+    for batch, n, lapack_expected in [(32, 27, False), (64, 27, False), (16, 27, True),
+                                      (4, 27, True), (16, 4, False), (8, 4, True)]:
+        assert cpu_linalg.lapack_runs_inline(batch, n ** 3 // 3) == (batch < 32 or n < 27)
+        a = _spd(rng, (batch,), n)
+        b = rng.normal(size=(batch, n)).astype(np.float32)
         f = jax.jit(jax.vmap(solve))
         hlo = f.lower(a, b).compile().as_text()
         calls = re.findall(r'custom_call_target="(lapack_\w+)"', hlo)
-        assert bool(calls) == lapack_expected, (batch, calls)
+        assert ("lapack_spotrf_ffi" in calls) == lapack_expected, (batch, n, calls)
+        assert ("lapack_strsm_ffi" in calls) == (n == 27 or batch < 16), (batch, n, calls)
         want = np.linalg.solve(a.astype(np.float64), b.astype(np.float64)[..., None])[..., 0]
         np.testing.assert_allclose(np.asarray(f(a, b)), want, rtol=1e-4, atol=1e-5)
 
 
-def test_gradients_flow_through_the_replaced_lowering():
-    a = _spd(np.random.default_rng(1), (32,), 5)
-    g = jax.grad(lambda a: jnp.sum(jnp.linalg.cholesky(a)))(jnp.asarray(a))
-    assert g.shape == a.shape and np.isfinite(np.asarray(g)).all()
+@pytest.mark.parametrize("dtype", [np.float64, np.complex64])
+def test_other_dtypes_and_wide_matrices_match_numpy_without_lapack(dtype):
+    if not cpu_linalg.needs_workaround() or jax.default_backend() != "cpu":
+        pytest.skip("workaround only applies to jaxlib < 0.11.2 on CPU")
+    rng = np.random.default_rng(2)
+    for batch, n in [(64, 27), (4, 70)]:  # fused / XLA's expansion (wider than UNROLL_MAX)
+        a = rng.normal(size=(batch, n, n)) + (1j * rng.normal(size=(batch, n, n))
+                                              if np.iscomplexobj(dtype(0)) else 0)
+        a = (a @ np.conj(np.swapaxes(a, -1, -2)) + n * np.eye(n)).astype(dtype)
+        f = jax.jit(jnp.linalg.cholesky)
+        calls = re.findall(r'custom_call_target="(lapack_\w+)"', f.lower(a).compile().as_text())
+        assert not calls, (dtype, batch, n, calls)
+        want = np.linalg.cholesky(a.astype(np.complex128 if np.iscomplexobj(a) else np.float64))
+        np.testing.assert_allclose(np.asarray(f(a)), want, rtol=1e-4, atol=1e-4)
+
+
+def test_a_failed_factorisation_is_all_nan_like_lapack():
+    bad = np.tile(np.diag([1.0, 1.0, -1.0, 1.0]).astype(np.float32), (64, 1, 1))
+    fused = np.asarray(jax.jit(jnp.linalg.cholesky)(bad))  # batch 64 of 4x4: fused code
+    lapack = np.asarray(jax.jit(jnp.linalg.cholesky)(bad[:2]))  # batch 2: LAPACK
+    low = np.tril_indices(4)
+    assert np.isnan(lapack[:, low[0], low[1]]).all() and np.isnan(fused[:, low[0], low[1]]).all()
+
+
+def test_gradients_through_the_fused_code_match_lapack():
+    a = jnp.asarray(_spd(np.random.default_rng(1), (32,), 5))  # batch 32 of 5x5: fused code
+    grad = jax.jit(jax.grad(lambda a: jnp.sum(jnp.sin(jnp.linalg.cholesky(a)))))
+    fused = np.asarray(grad(a))
+    lapack = np.concatenate([np.asarray(grad(a[i:i + 2])) for i in range(0, 32, 2)])  # batch 2
+    np.testing.assert_allclose(fused, lapack, rtol=1e-4, atol=1e-6)
+
+
+def test_splitting_lapack_calls_reads_compiled_hlo():
+    split = ('%c = (f32[64,27,27]{1,2,0}, s32[64]{0}) custom-call(%x), '
+             'custom_call_target="lapack_spotrf_ffi", operand_layout_constraints={f32[64,27,27]{1,2,0}}')
+    inline = split.replace("64", "8")
+    solve = ('%t = f32[512,9,1]{1,2,0} custom-call(%a, %b), custom_call_target="lapack_strsm_ffi", '
+             'operand_layout_constraints={f32[512,9,9]{1,2,0}, f32[512,9,1]{1,2,0}}')
+    assert cpu_linalg.splitting_lapack_calls(split) == [("potrf", [(64, 27, 27)])]
+    assert cpu_linalg.splitting_lapack_calls(inline + "\n" + solve) == []
+    assert cpu_linalg.splitting_lapack_calls(solve.replace("512", "4096"))  # 4096*81 > 2e5

@@ -22,10 +22,15 @@ def test_mean_ci():
 
 def test_set_overrides_parse_as_the_field_type_and_reject_bad_input():
     c = tiny.get_config()
-    reproduce.apply_overrides(c, ["train_ratio=0.1", "total_frames=1e4", "compute_dtype=bfloat16"])
+    applied = reproduce.apply_overrides(c, ["train_ratio=0.1", "total_frames=1e4",
+                                            "compute_dtype=bfloat16", "agent.actor_lr=1e-4"])
     assert (c.train_ratio, c.total_frames, c.compute_dtype) == (0.1, 10000, "bfloat16")
-    assert isinstance(c.total_frames, int)
+    assert isinstance(c.total_frames, int) and c.agent.actor_lr == 1e-4
+    assert applied == {"train_ratio": 0.1, "total_frames": 10000, "compute_dtype": "bfloat16",
+                       "agent.actor_lr": 1e-4}
     for bad, message in [("no_such_field=1", "one of the config's fields"),
+                         ("agent.nope=1", "one of the config's fields"),
+                         ("agent=1", "is a group"), ("num_seeds=2", "use --seeds"),
                          ("total_frames=0.5", "expects a int"), ("train_ratio", "FIELD=VALUE")]:
         try:
             reproduce.apply_overrides(c, [bad])
