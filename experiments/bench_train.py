@@ -53,6 +53,11 @@ def _time(fn, reps):
     return statistics.median(times), times
 
 
+def _say(msg: str) -> None:
+    """Progress line (flushed), so a run cut off by a time limit still shows what it measured."""
+    print(f"[bench_train] {msg}", flush=True)
+
+
 def bench(dtype: str, quick: bool) -> dict:
     config = point_robot.get_config()
     config.compute_dtype = dtype
@@ -71,6 +76,7 @@ def bench(dtype: str, quick: bool) -> dict:
     t0 = time.perf_counter()
     compiled = update.lower(run.train, batch, jax.random.PRNGKey(2)).compile()
     compile_update = time.perf_counter() - t0
+    _say(f"{dtype}: update compiled in {compile_update:.1f} s")
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     xla_flops = float(cost.get("flops", 0.0)) if cost else 0.0
@@ -78,6 +84,7 @@ def bench(dtype: str, quick: bool) -> dict:
     jax.block_until_ready(compiled(state, batch, jax.random.PRNGKey(3)))
     reps = 3 if quick else 8
     t_update, _ = _time(lambda: compiled(state, batch, jax.random.PRNGKey(3)), reps)
+    _say(f"{dtype}: update {t_update:.4f} s")
 
     # collection alone (10 meta-episodes with the agent's sampling policy)
     def col(train, key):
@@ -89,6 +96,7 @@ def bench(dtype: str, quick: bool) -> dict:
     jax.block_until_ready(col(state, jax.random.PRNGKey(4)))
     compile_collect = time.perf_counter() - t0
     t_collect, _ = _time(lambda: col(state, jax.random.PRNGKey(5)), 3)
+    _say(f"{dtype}: collection compiled in {compile_collect:.1f} s, {t_collect:.4f} s per round")
     frames_per_round = c.num_envs * setup.length
 
     # whole rounds (collection + replay insert, then the updates), steady state
@@ -97,6 +105,7 @@ def bench(dtype: str, quick: bool) -> dict:
     run, m = phases.round(run)
     jax.block_until_ready(m)
     compile_round = time.perf_counter() - t0
+    _say(f"{dtype}: first round (compiles the round) {compile_round:.1f} s")
     round_times = []
     for _ in range(2 if quick else 5):
         t0 = time.perf_counter()
@@ -130,6 +139,7 @@ def main():
     args = p.parse_args()
     peak32 = matmul_peak(jnp.float32)
     peak16 = matmul_peak(jnp.bfloat16)
+    _say(f"matmul peak {peak32:.0f} GFLOP/s float32, {peak16:.0f} bfloat16")
     rows = []
     for dtype in args.dtypes.split(","):
         r = bench(dtype, args.quick)
