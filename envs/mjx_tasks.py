@@ -36,7 +36,8 @@ steps, max qpos error per rollout, median / max over rollouts: untuned MJX 2e-6 
 3/2 the same as 4/8 (3e-6 / 2e-3, 2.5e-3 / 0.77); 3/1 slightly worse (2.7e-3 / 0.80). The large
 maxima come from one rollout in which a pruned body contact matters; float32 impacts make every
 setting drift after the feet land. 3/2 ran 7.7-8.2k steps per CPU-second at 256 parallel against
-4.0-4.3k for 4/8 (A/B/A/B in one process). Pruning the
+4.0-4.3k for 4/8 (A/B/A/B in one process). ``experiments/probe_mjx_accuracy.py`` measures the
+errors. Pruning the
 collision pairs from 8 to 6 (or 2) gave at most ~20%, within the noise of a shared machine.
 
 Linear algebra: on CPU with jaxlib < 0.11.2, batches of 16 or more environments factorise their
