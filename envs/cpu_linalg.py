@@ -10,22 +10,23 @@ machine; a gdb backtrace showed both pool threads in ``jax::ParallelBatchMap`` -
 ``BlockingCounter::Wait`` under ``CholeskyFactorization`` (``lapack_spotrf_ffi``). jaxlib 0.11.2
 builds that parallel path out, but needs Python 3.12.
 
-``use_xla_linalg_on_cpu()`` covers the two LAPACK kernels MJX uses, Cholesky (potrf) and the
-triangular solve (trsm). Calls that jaxlib runs inline (its own work rule, ``lapack_runs_inline``)
-keep LAPACK, except batches of small matrices, where fused code is faster; the others are lowered
-without any LAPACK call:
-* real float32/float64 Cholesky up to ``UNROLL_MAX`` wide: ``unrolled_cholesky`` (static slices,
-  elementwise ops that XLA fuses); complex or wider matrices: XLA's own Cholesky expansion, a loop
-  in the program that is ~30x slower than LAPACK (27x27, batch 256: 13.9 ms against 0.43 ms);
-* triangular solve: XLA's own expansion (as fast as LAPACK at MJX's sizes).
+``install_deadlock_free_linalg()`` covers the two LAPACK kernels MJX uses, Cholesky (potrf) and the
+triangular solve (trsm), with jaxlib's own work rule (``lapack_runs_inline``):
+* a batch that jaxlib runs inline keeps its single LAPACK call;
+* a batch it would split becomes several LAPACK calls on consecutive chunks, each small enough to
+  run inline (``_in_chunks``). The chunks are independent, so XLA still spreads them over the
+  pool's threads, but no thread ever waits for the pool;
+* batches of 16 or more small real matrices (up to 12x12) use fused code instead, because it is
+  faster than LAPACK's per-matrix calls: ``unrolled_cholesky`` (static slices, elementwise ops)
+  and XLA's own triangular-solve expansion.
 Other batched LAPACK kernels (LU, QR, eigh, ...) are untouched and keep the hazard.
-Batch 256 on the 2-core Xeon (float32, per call): 27x27 potrf 0.43 ms with LAPACK, 1.5 ms
-unrolled; 9x9: 0.10 / 0.08 ms. In MJX steps (README, Performance) Reacher got faster, HalfCheetah
-10-25% slower and Humanoid 1.5-2x slower.
+``splitting_lapack_calls(hlo_text)`` lists the potrf/trsm calls in a compiled program that could
+still block. Speed in MJX steps (README, Performance): Reacher got faster; Humanoid, whose 23x23
+factorisations are now chunked, is within ~10% of jaxlib's own lowering.
 The MJX tasks call it when they are imported (``import envs`` does, when mujoco is installed). It
 is process-wide and clears JAX's caches, so jitted functions recompile with the new lowering (an
-already compiled ``jax.stages.Compiled`` keeps LAPACK). ``MAMBA_JAX_KEEP_LAPACK=1`` keeps jaxlib's
-lowering (faster for Humanoid, with the risk of the hang).
+already compiled ``jax.stages.Compiled`` keeps the old one). ``MAMBA_JAX_KEEP_LAPACK=1`` keeps
+jaxlib's lowering, with the risk of the hang.
 """
 from __future__ import annotations
 
@@ -37,7 +38,6 @@ import jax
 import jax.numpy as jnp
 
 _DONE = False
-UNROLL_MAX = 64  # widest matrix factorised by the unrolled code (graph size grows with n)
 _MIN_WORK = 200_000  # jaxlib's kMinWorkPerTask: a batch with less work (FLOP) stays on one thread
 # Small matrices in batches: the fused code is also faster than LAPACK's per-matrix calls
 # (batch 256, 9x9: potrf 0.08 vs 0.10 ms, cho_solve 0.04 vs 0.09 ms; Reacher's 2x2 MJX step
@@ -89,6 +89,23 @@ def _small(batch: int, n: int) -> bool:
     return n <= FUSED_SMALL_N and batch >= FUSED_SMALL_MIN_BATCH
 
 
+def _inline_chunk(cost_per_matrix: int) -> int:
+    """The largest batch jaxlib runs inline for this per-matrix cost."""
+    return -(-_MIN_WORK // max(int(cost_per_matrix), 1))
+
+
+def _in_chunks(bind, chunk: int, *operands):
+    """``bind`` on consecutive batch chunks of ``operands`` [..., r, c] (same batch dims), each
+    small enough that jaxlib runs it inline; the chunks are independent, so XLA may still run
+    them on both pool threads at once, and none of them waits for the pool."""
+    batch = operands[-1].shape[:-2]
+    flat = [x.reshape((-1,) + x.shape[-2:]) for x in operands]
+    total = flat[0].shape[0]
+    outs = [bind(*(x[i:i + chunk] for x in flat)) for i in range(0, total, chunk)]
+    out = jnp.concatenate(outs, axis=0)
+    return out.reshape(batch + out.shape[-2:])
+
+
 def _cholesky_cpu_lowering(ctx, x):
     from jax._src.interpreters import mlir
     from jax._src.lax import linalg as lax_linalg
@@ -98,24 +115,35 @@ def _cholesky_cpu_lowering(ctx, x):
     supported = aval.dtype in (jnp.float32, jnp.float64, jnp.complex64, jnp.complex128)
     cost = n ** 3 // 3 * (3 if _complex(aval) else 1)  # jaxlib's potrf estimate
     batch = _batch(aval)
-    if (not supported or n == 0
-            or (lapack_runs_inline(batch, cost) and not (_small(batch, n) and not _complex(aval)))):
+    if not supported or n == 0:
         return lax_linalg._cholesky_cpu_lowering(ctx, x)
-    if n <= UNROLL_MAX and not _complex(aval):
+    if _small(batch, n) and not _complex(aval):
         return mlir.lower_fun(unrolled_cholesky, multiple_results=False)(ctx, x)
-    return lax_linalg._cholesky_lowering(ctx, x)
+    if lapack_runs_inline(batch, cost):
+        return lax_linalg._cholesky_cpu_lowering(ctx, x)
+    chunked = lambda x: _in_chunks(lax_linalg.cholesky_p.bind, _inline_chunk(cost), x)  # noqa: E731
+    return mlir.lower_fun(chunked, multiple_results=False)(ctx, x)
+
+
+def _trsm_cost(b_aval) -> int:
+    rows, cols = b_aval.shape[-2:]  # jaxlib: rows * cols * (rows or cols by side); bounded above
+    return rows * cols * max(rows, cols) * (3 if _complex(b_aval) else 1)
 
 
 def _triangular_solve_cpu_lowering(ctx, a, b, **params):
+    from jax._src.interpreters import mlir
     from jax._src.lax import linalg as lax_linalg
 
     b_aval = ctx.avals_in[1]
-    rows, cols = b_aval.shape[-2:]
-    cost = rows * cols * (rows if params["left_side"] else cols) * (3 if _complex(b_aval) else 1)
     batch = _batch(b_aval)
-    if lapack_runs_inline(batch, cost) and not _small(batch, ctx.avals_in[0].shape[-1]):
+    if _small(batch, ctx.avals_in[0].shape[-1]):
+        return lax_linalg._triangular_solve_lowering(ctx, a, b, **params)
+    cost = _trsm_cost(b_aval)
+    if lapack_runs_inline(batch, cost):
         return lax_linalg._triangular_solve_cpu_lower(ctx, a, b, **params)
-    return lax_linalg._triangular_solve_lowering(ctx, a, b, **params)
+    bind = lambda a, b: lax_linalg.triangular_solve_p.bind(a, b, **params)  # noqa: E731
+    chunked = lambda a, b: _in_chunks(bind, _inline_chunk(cost), a, b)  # noqa: E731
+    return mlir.lower_fun(chunked, multiple_results=False)(ctx, a, b)
 
 
 _CALL = re.compile(r'custom_call_target="lapack_([a-z])(potrf|trsm)_ffi", '
@@ -146,8 +174,8 @@ def needs_workaround() -> bool:
     return version < (0, 11, 2)
 
 
-def use_xla_linalg_on_cpu() -> bool:
-    """Register LAPACK-free lowerings of batched Cholesky / triangular solve for the CPU.
+def install_deadlock_free_linalg() -> bool:
+    """Register CPU lowerings of batched Cholesky / triangular solve that never block the pool.
 
     Returns True when the lowerings were replaced (now or by an earlier call). Clears JAX's
     caches, so jitted functions lower again; only already compiled objects keep LAPACK.

@@ -40,9 +40,10 @@ setting drift after the feet land. 3/2 ran 7.7-8.2k steps per CPU-second at 256 
 errors. Pruning the
 collision pairs from 8 to 6 (or 2) gave at most ~20%, within the noise of a shared machine.
 
-Linear algebra: on CPU with jaxlib < 0.11.2, batches of 16 or more environments factorise their
-matrices without LAPACK (``envs/cpu_linalg.py``: jaxlib's batched LAPACK kernels can deadlock
-XLA's thread pool; Humanoid at 256 parallel hung every time before).
+Linear algebra: on CPU with jaxlib < 0.11.2, large batches factorise their matrices in LAPACK
+chunks that never wait on XLA's thread pool, or in fused code for small matrices
+(``envs/cpu_linalg.py``: jaxlib's batched LAPACK kernels can deadlock that pool; Humanoid at 256
+parallel hung every time before).
 
 ``tests/test_mjx_envs.py`` checks each tuned MJX model against native ``mujoco.mj_step`` on the
 untuned model. ``experiments/bench_mjx.py`` measures the speed.
@@ -76,8 +77,8 @@ from envs import cpu_linalg  # noqa: E402
 from envs.core import Env, EnvState, register  # noqa: E402
 
 # MJX factorises several batched matrices per step: with jaxlib < 0.11.2's LAPACK kernels that can
-# deadlock XLA:CPU's thread pool (envs/cpu_linalg.py). Use XLA's own Cholesky/triangular solve.
-cpu_linalg.use_xla_linalg_on_cpu()
+# deadlock XLA:CPU's thread pool (envs/cpu_linalg.py), so lower them in non-blocking ways.
+cpu_linalg.install_deadlock_free_linalg()
 
 ASSET_DIR = pathlib.Path(__file__).resolve().parent / "assets"
 

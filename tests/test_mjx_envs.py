@@ -527,12 +527,13 @@ def test_humanoid_meta_episode_under_jit(humanoid):
     assert np.all(np.asarray(traj.env_state.inner["data"].qpos[1:4, 0, 2]) > 1.2)
 
 
-# With jaxlib < 0.11.2 a batch of more than 50 humanoids factorises its 23x23 matrices without
-# LAPACK (envs/cpu_linalg.py: batched LAPACK can deadlock XLA's CPU thread pool). The physics must
-# not change: the same start states and actions, batched 64-wide, against the small-batch (LAPACK)
+# With jaxlib < 0.11.2 a batch of more than 50 humanoids factorises its 23x23 matrices in LAPACK
+# chunks that jaxlib runs inline (envs/cpu_linalg.py: a split batched LAPACK call can deadlock
+# XLA's CPU thread pool). The physics must not change: the same start states and actions,
+# batched 64-wide, against the small-batch
 # rollout (15 steps, with foot contacts). Measured max abs difference: qpos 5e-6, qvel 1.3e-4;
 # bounds ~10x.
-def test_humanoid_large_batch_without_lapack_matches_small_batch(humanoid):
+def test_humanoid_large_batch_has_no_split_lapack_call_and_matches_small_batch(humanoid):
     from envs import cpu_linalg
 
     f = humanoid
