@@ -33,7 +33,8 @@ iterations are therefore the main cost knobs (100/50 -> 3/4 gave ~4x); fewer tha
 uses 3/2: against native MuJoCo (float64, untuned XML) over 16 random-action rollouts of 30 env
 steps, max qpos error per rollout, median / max over rollouts: untuned MJX 2e-6 / 1e-4 in the first
 10 steps and 1.2e-3 / 0.07 over 30; 4/8 with feet-only contacts 3e-6 / 2e-3 and 2.5e-3 / 0.77;
-3/2 the same as 4/8 (3e-6 / 2e-3, 2.5e-3 / 0.77); 3/1 slightly worse (2.7e-3 / 0.80). The large
+3/2 the same as 4/8 (3e-6 / 2e-3, 2.5e-3 / 0.77); 3/1 slightly worse (2.7e-3 / 0.80); 2/2 far
+worse (0.05 / 0.2 before landing, 0.33 / 0.73), so 3 iterations is the floor. The large
 maxima come from one rollout in which a pruned body contact matters; float32 impacts make every
 setting drift after the feet land. 3/2 ran 7.7-8.2k steps per CPU-second at 256 parallel against
 4.0-4.3k for 4/8 (A/B/A/B in one process). ``experiments/probe_mjx_accuracy.py`` measures the

@@ -26,6 +26,7 @@ SETTINGS = {
     "feet contacts, Newton 4/8": dict(solver_iterations=4, ls_iterations=8),
     "feet contacts, Newton 3/2": dict(solver_iterations=3, ls_iterations=2),
     "feet contacts, Newton 3/1": dict(solver_iterations=3, ls_iterations=1),
+    "feet contacts, Newton 2/2": dict(solver_iterations=2, ls_iterations=2),
 }
 
 
