@@ -51,8 +51,23 @@ def lapack_runs_inline(batch: int, cost_per_matrix: int) -> bool:
     Its chunk size is max(ceil(batch / threads), ceil(2e5 / cost)); the call stays inline when
     that covers the whole batch, for any thread count when ceil(2e5 / cost) >= batch.
     """
-    cost = max(int(cost_per_matrix), 1)
-    return batch <= 1 or -(-_MIN_WORK // cost) >= batch
+    return batch <= 1 or _inline_chunk(cost_per_matrix) >= batch
+
+
+def _inline_chunk(cost_per_matrix: int) -> int:
+    """The largest batch jaxlib runs inline for this per-matrix cost."""
+    return -(-_MIN_WORK // max(int(cost_per_matrix), 1))
+
+
+def _potrf_cost(n: int, is_complex: bool) -> int:
+    """jaxlib's FLOP estimate of one n x n Cholesky (complex: 3x)."""
+    return n ** 3 // 3 * (3 if is_complex else 1)
+
+
+def _trsm_cost(rows: int, cols: int, is_complex: bool) -> int:
+    """jaxlib's estimate of one triangular solve with a rows x cols right-hand side,
+    rows * cols * (rows or cols, by side), bounded above by the larger of the two."""
+    return rows * cols * max(rows, cols) * (3 if is_complex else 1)
 
 
 def unrolled_cholesky(a: jax.Array) -> jax.Array:
@@ -89,11 +104,6 @@ def _small(batch: int, n: int) -> bool:
     return n <= FUSED_SMALL_N and batch >= FUSED_SMALL_MIN_BATCH
 
 
-def _inline_chunk(cost_per_matrix: int) -> int:
-    """The largest batch jaxlib runs inline for this per-matrix cost."""
-    return -(-_MIN_WORK // max(int(cost_per_matrix), 1))
-
-
 def _in_chunks(bind, chunk: int, *operands):
     """``bind`` on consecutive batch chunks of ``operands`` [..., r, c] (same batch dims), each
     small enough that jaxlib runs it inline; the chunks are independent, so XLA may still run
@@ -113,7 +123,7 @@ def _cholesky_cpu_lowering(ctx, x):
     aval = ctx.avals_in[0]
     n = aval.shape[-1]
     supported = aval.dtype in (jnp.float32, jnp.float64, jnp.complex64, jnp.complex128)
-    cost = n ** 3 // 3 * (3 if _complex(aval) else 1)  # jaxlib's potrf estimate
+    cost = _potrf_cost(n, _complex(aval))
     batch = _batch(aval)
     if not supported or n == 0:
         return lax_linalg._cholesky_cpu_lowering(ctx, x)
@@ -125,11 +135,6 @@ def _cholesky_cpu_lowering(ctx, x):
     return mlir.lower_fun(chunked, multiple_results=False)(ctx, x)
 
 
-def _trsm_cost(b_aval) -> int:
-    rows, cols = b_aval.shape[-2:]  # jaxlib: rows * cols * (rows or cols by side); bounded above
-    return rows * cols * max(rows, cols) * (3 if _complex(b_aval) else 1)
-
-
 def _triangular_solve_cpu_lowering(ctx, a, b, **params):
     from jax._src.interpreters import mlir
     from jax._src.lax import linalg as lax_linalg
@@ -138,7 +143,7 @@ def _triangular_solve_cpu_lowering(ctx, a, b, **params):
     batch = _batch(b_aval)
     if _small(batch, ctx.avals_in[0].shape[-1]):
         return lax_linalg._triangular_solve_lowering(ctx, a, b, **params)
-    cost = _trsm_cost(b_aval)
+    cost = _trsm_cost(*b_aval.shape[-2:], _complex(b_aval))
     if lapack_runs_inline(batch, cost):
         return lax_linalg._triangular_solve_cpu_lower(ctx, a, b, **params)
     bind = lambda a, b: lax_linalg.triangular_solve_p.bind(a, b, **params)  # noqa: E731
@@ -158,9 +163,10 @@ def splitting_lapack_calls(hlo_text: str) -> list:
     found = []
     for kind, kernel, operands in _CALL.findall(hlo_text):
         shapes = [tuple(int(d) for d in m.split(",") if d) for m in _SHAPE.findall(operands)]
-        scale = 3 if kind in "cz" else 1
         *batch, rows, cols = shapes[-1]
-        cost = (rows ** 3 // 3 if kernel == "potrf" else rows * cols * max(rows, cols)) * scale
+        is_complex = kind in "cz"
+        cost = _potrf_cost(rows, is_complex) if kernel == "potrf" else _trsm_cost(rows, cols,
+                                                                                  is_complex)
         if not lapack_runs_inline(math.prod(batch), cost):
             found.append((kernel, shapes))
     return found

@@ -136,14 +136,8 @@ def load_run(workdir: str, step: Optional[int] = None, with_replay: bool = False
 
 def _abstract_replay(setup, config, shards: int):
     """Shapes of a replay buffer saved split over ``shards`` devices, placed on one device."""
-    from mamba_jax import replay as replay_lib
-
-    cap = trainer.replay_capacity(config, setup.length, shards)
-    lead = (config.num_seeds,) if config.num_seeds > 1 else ()
-    dev = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    shapes = jax.eval_shape(lambda: replay_lib.init(trainer.item_spec(setup), setup.length, cap))
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(lead + x.shape, x.dtype, sharding=dev),
-                        shapes)
+    return trainer.abstract_replay(setup, trainer.replay_capacity(config, setup.length, shards),
+                                   jax.sharding.SingleDeviceSharding(jax.devices()[0]))
 
 
 def _render(setup, ev: Dict[str, np.ndarray], tasks, path: str, title: str) -> None:

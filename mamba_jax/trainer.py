@@ -179,15 +179,23 @@ def replay_shardings(setup: Setup, replay):
                           insert=replicated, size=replicated)
 
 
+def _make_empty_replay(setup: Setup, capacity: int) -> replay_lib.ReplayState:
+    """An empty buffer of ``capacity`` meta-episodes, with a leading seed axis if num_seeds > 1."""
+    S = setup.config.num_seeds
+    r = replay_lib.init(item_spec(setup), setup.length, capacity)
+    return r if S == 1 else jax.tree.map(lambda x: jnp.broadcast_to(x, (S,) + x.shape), r)
+
+
+def abstract_replay(setup: Setup, capacity: int, sharding=None) -> replay_lib.ReplayState:
+    """Shapes (``jax.ShapeDtypeStruct``) of ``_make_empty_replay``, all with ``sharding``."""
+    shapes = jax.eval_shape(lambda: _make_empty_replay(setup, capacity))
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
+
+
 def empty_replay(setup: Setup) -> replay_lib.ReplayState:
     """An empty buffer created directly in its sharded layout (each device allocates only its own
     block; nothing is built on one device first), with a leading seed axis if ``num_seeds > 1``."""
-    S = setup.config.num_seeds
-
-    def make():
-        r = replay_lib.init(item_spec(setup), setup.length, setup.capacity)
-        return r if S == 1 else jax.tree.map(lambda x: jnp.broadcast_to(x, (S,) + x.shape), r)
-
+    make = lambda: _make_empty_replay(setup, setup.capacity)  # noqa: E731
     shardings = replay_shardings(setup, jax.eval_shape(make))
     return jax.jit(make, out_shardings=shardings)()
 
