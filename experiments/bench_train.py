@@ -6,6 +6,8 @@ Measures on this machine, in one process:
   * XLA's flop estimate of one update and the achieved fraction of the float32 / bfloat16
     matmul peak measured in the same run,
   * peak resident memory,
+  * seconds per update when it trains on the first L steps of each meta-episode (the
+    wm-horizon buckets of tasks with a schedule: Rooms, Reacher, Humanoid; ``--bucket_lengths``),
 for compute_dtype float32 and bfloat16. Writes JSON (default bench_out/bench_train.json).
 
     python -m experiments.bench_train [--quick] [--out PATH] [--dtypes float32,bfloat16]
@@ -56,6 +58,37 @@ def _time(fn, reps):
 def _say(msg: str) -> None:
     """Progress line (flushed), so a run cut off by a time limit still shows what it measured."""
     print(f"[bench_train] {msg}", flush=True)
+
+
+def bench_buckets(lengths, quick: bool) -> list:
+    """Seconds per update (float32, point-robot model and batch) on the first L steps of each
+    sampled meta-episode, as ``Phases.round`` runs it while the wm-horizon schedule is at <= L."""
+    config = point_robot.get_config()
+    config.wandb_mode = "disabled"
+    config.prefill = 10
+    setup = trainer.make_setup(config)
+    run = jax.jit(lambda r: trainer.prefill(setup, r))(trainer.init_run_state(setup, 0))
+    phases = trainer.compile_phases(setup)
+    rows = []
+    for length in lengths:
+        fn = phases.update_at(length)
+        wm_h = jnp.int32(length)
+        carry = (run.train, run.nonfinite_streak, run.nonfinite_total)
+        t0 = time.perf_counter()
+        compiled = fn.lower(carry, run.replay, jax.random.PRNGKey(1), wm_h).compile()
+        compile_s = time.perf_counter() - t0
+        times = []
+        for i in range(3 if quick else 6):
+            copy = jax.tree.map(jnp.copy, carry)  # the update donates its carry
+            jax.block_until_ready(copy)
+            t0 = time.perf_counter()
+            jax.block_until_ready(compiled(copy, run.replay, jax.random.PRNGKey(2 + i), wm_h))
+            times.append(time.perf_counter() - t0)
+        rows.append({"length": length, "compile_s": compile_s, "update_s": statistics.median(times[1:]),
+                     "update_s_all": times})
+        _say(f"update on the first {length} of {setup.length} steps: "
+             f"{rows[-1]['update_s']:.3f} s (compiled in {compile_s:.0f} s)")
+    return rows
 
 
 def bench(dtype: str, quick: bool) -> dict:
@@ -136,6 +169,8 @@ def main():
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default="bench_out/bench_train.json")
     p.add_argument("--dtypes", default="float32,bfloat16")
+    p.add_argument("--bucket_lengths", default="50,100,200,300",
+                   help="comma-separated L for the per-length update times ('' to skip)")
     args = p.parse_args()
     peak32 = matmul_peak(jnp.float32)
     peak16 = matmul_peak(jnp.bfloat16)
@@ -154,6 +189,8 @@ def main():
         "official_pytorch_reference": {"frames_per_s": 71, "update_s": 3.4,
                                        "note": "team measurement on this machine class, spec 12.5"},
         "rows": rows,
+        "update_s_by_length": bench_buckets(
+            [int(x) for x in args.bucket_lengths.split(",") if x], args.quick),
         "note": "XLA's cost_analysis may count a lax.scan body once; treat xla_flops as a lower bound.",
     }
     bench_common.write_json(args.out, out)

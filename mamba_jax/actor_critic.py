@@ -164,11 +164,16 @@ class ActorCritic:
         # (f_0 is a detached start state, so this only saves compute).
         pad = lambda x: jnp.concatenate([jnp.zeros_like(x[:1]), x], 0)
         reward = pad(wm.reward(wm_params, feats[1:]))  # [I, N], reward[0] = 0 (unused)
+        # Heads at f_0 are evaluated on their own: f_0 does not depend on the actor, so autodiff
+        # then skips their backward pass (a joint call over [I, N] would back-propagate through
+        # all I rows and discard the f_0 part).
         if horizon >= 3:
-            cont = c.discount * wm.cont_prob(wm_params, feats)  # [I, N]
+            cont = c.discount * jnp.concatenate([wm.cont_prob(wm_params, feats[:1]),
+                                                 wm.cont_prob(wm_params, feats[1:])], 0)  # [I, N]
         else:
             cont = pad(c.discount * wm.cont_prob(wm_params, feats[1:]))  # cont[0] unused
-        value = self.value(critic_params, feats)  # [I, N]
+        value = jnp.concatenate([self.value(critic_params, feats[:1]),
+                                 self.value(critic_params, feats[1:])], 0)  # [I, N]
         returns = lambda_returns(reward, cont, value, c.discount_lambda)  # [I-1, N]
         weights = return_weights(cont)  # [I-1, N]
         retnorm, scale = update_retnorm(retnorm, returns, c.retnorm_alpha, c.retnorm_percentiles,

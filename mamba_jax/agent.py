@@ -85,9 +85,12 @@ class Agent:
                           step=jnp.zeros((), jnp.int32))
 
     # --------------------------------------------------------------- training
-    def train_step(self, state: TrainState, batch: dict, key: jax.Array, wm_horizon
-                   ) -> tuple[TrainState, dict]:
-        """One update (spec 7.5). batch [B, T, ...] (see WorldModel.loss); wm_horizon int32 []."""
+    def train_step(self, state: TrainState, batch: dict, key: jax.Array, wm_horizon,
+                   noise_steps: int | None = None) -> tuple[TrainState, dict]:
+        """One update (spec 7.5). batch [B, T, ...] (see WorldModel.loss); wm_horizon int32 [].
+
+        noise_steps: the stored sequence length when ``batch`` holds only the first T steps of
+        each sequence (T >= wm_horizon): the update is then the same as on the whole sequences."""
         c = self.config
         wm, ac, opts = self.wm, self.ac, self.optimizers
         k_wm, k_start, k_imag = jax.random.split(key, 3)
@@ -97,7 +100,7 @@ class Agent:
 
         # 1. world model
         (_, (post, wm_metrics)), g_wm = jax.value_and_grad(wm.loss, has_aux=True)(
-            params['wm'], batch, k_wm, wm_horizon)
+            params['wm'], batch, k_wm, wm_horizon, noise_steps)
         upd, opt_wm = opts['wm'].update(g_wm, opt_state['wm'], params['wm'])
         wm_params = optax.apply_updates(params['wm'], upd)
 

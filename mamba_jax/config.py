@@ -96,6 +96,7 @@ def _official() -> ml_collections.ConfigDict:
     # numerics / performance
     c.compute_dtype = 'float32'  # or 'bfloat16'
     c.scan_unroll = 1
+    c.scan_remat = 'dots'  # posterior-scan residuals kept for the backward pass (rssm.REMAT_POLICIES)
     return c
 
 
@@ -133,12 +134,21 @@ def agent_config(preset: str = 'official', **overrides) -> ml_collections.Config
 
 
 def validate(c: ml_collections.ConfigDict) -> None:
-    """Refuse settings the implementation does not support."""
-    assert c.reconstruction_window >= 0 and (c.reconstruction_window == 0
-                                             or c.reconstruction_window % 2 == 1), (
-                                                 'reconstruction_window must be 0 or odd')
-    assert c.multi_head_pairing in ('official_tiled', 'aligned'), c.multi_head_pairing
-    assert c.actor_dist in ('normal', 'onehot'), c.actor_dist
-    assert c.imag_gradient in ('dynamics', 'reinforce'), c.imag_gradient
-    assert c.compute_dtype in ('float32', 'bfloat16'), c.compute_dtype
-    assert c.imag_horizon >= 2, 'imag_horizon must be >= 2 (one lambda-return target)'
+    """Refuse settings the implementation does not support (ValueError naming the field)."""
+    def check(ok, field, msg):
+        if not ok:
+            raise ValueError(f'{field}: {msg}, got {c[field]!r}')
+
+    check(c.reconstruction_window >= 0 and (c.reconstruction_window == 0
+                                            or c.reconstruction_window % 2 == 1),
+          'reconstruction_window', 'must be 0 or odd')
+    check(c.multi_head_pairing in ('official_tiled', 'aligned'), 'multi_head_pairing',
+          "must be 'official_tiled' or 'aligned'")
+    check(c.actor_dist in ('normal', 'onehot'), 'actor_dist', "must be 'normal' or 'onehot'")
+    check(c.imag_gradient in ('dynamics', 'reinforce'), 'imag_gradient',
+          "must be 'dynamics' or 'reinforce'")
+    check(c.compute_dtype in ('float32', 'bfloat16'), 'compute_dtype',
+          "must be 'float32' or 'bfloat16'")
+    check(c.scan_remat in ('none', 'dots', 'nothing'), 'scan_remat',
+          "must be 'none', 'dots' or 'nothing'")
+    check(c.imag_horizon >= 2, 'imag_horizon', 'must be >= 2 (one lambda-return target)')

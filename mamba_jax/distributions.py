@@ -78,17 +78,28 @@ def unimix_probs(logits: jax.Array, unimix: float) -> jax.Array:
     return probs
 
 
+def onehot_from_uniform(u: jax.Array, probs: jax.Array) -> jax.Array:
+    """Inverse-CDF categorical draw as a one-hot vector (no gradient): index k = #(cdf_j <= u),
+    i.e. the first class whose cumulative probability exceeds u, clipped to K - 1.
+
+    u [...] uniform in [0, 1), probs [..., K] -> [..., K] float. Needs one uniform per categorical
+    instead of K Gumbel draws and no argmax (a slow variadic reduction on XLA:CPU).
+    """
+    k = probs.shape[-1]
+    tri = jnp.asarray(np.triu(np.ones((k, k))), probs.dtype)  # cdf_j = sum_{i <= j} p_i
+    cdf = jnp.matmul(jax.lax.stop_gradient(probs), tri, precision=jax.lax.Precision.HIGHEST)
+    idx = jnp.minimum(jnp.sum((cdf <= u[..., None]).astype(jnp.int32), -1), k - 1)
+    return (idx[..., None] == jnp.arange(k)).astype(probs.dtype)
+
+
 def onehot_sample(key: jax.Array, probs: jax.Array) -> jax.Array:
     """Straight-through one-hot sample: onehot(s) + probs - sg(probs).  [..., K] -> [..., K]."""
-    idx = jax.random.categorical(key, jnp.log(probs), axis=-1)
-    sample = jax.nn.one_hot(idx, probs.shape[-1], dtype=probs.dtype)
-    return sample + probs - jax.lax.stop_gradient(probs)
+    return onehot_sample_uniform(jax.random.uniform(key, probs.shape[:-1], jnp.float32), probs)
 
 
-def onehot_sample_gumbel(gumbel: jax.Array, probs: jax.Array) -> jax.Array:
-    """``onehot_sample`` with pre-drawn Gumbel(0, 1) noise of probs' shape (Gumbel-max trick)."""
-    idx = jnp.argmax(jnp.log(probs) + gumbel, -1)
-    sample = jax.nn.one_hot(idx, probs.shape[-1], dtype=probs.dtype)
+def onehot_sample_uniform(u: jax.Array, probs: jax.Array) -> jax.Array:
+    """``onehot_sample`` with pre-drawn uniform noise u [...] (one draw per categorical)."""
+    sample = onehot_from_uniform(u, probs)
     return sample + probs - jax.lax.stop_gradient(probs)
 
 

@@ -192,9 +192,16 @@ def train(config, workdir: str, resume: bool = False, progress: bool = True,
     if log.wandb_error:
         print(log.wandb_error, file=sys.stderr)
     phases = trainer.compile_phases(setup)
-    prefill_fn, collect_fn, update_fn, evaluate_fn = (
-        _CompileThenTrim(f) for f in (phases.prefill, phases.collect, phases.update, phases.evaluate))
-    round_fn = lambda run: phases.round(run, collect_fn, update_fn)
+    prefill_fn, collect_fn, evaluate_fn = (
+        _CompileThenTrim(f) for f in (phases.prefill, phases.collect, phases.evaluate))
+    updates = {}  # sequence length -> AOT-compiled update (one per wm-horizon bucket)
+
+    def update_for(length: int):
+        if length not in updates:
+            updates[length] = _CompileThenTrim(phases.update_at(length))
+        return updates[length]
+
+    round_fn = lambda run: phases.round(run, collect_fn, update_for)
     eval_tasks = trainer.eval_tasks(setup)
     eval_key = jax.random.PRNGKey(c.eval_seed + 1)
 

@@ -102,8 +102,17 @@ def validate_config(config) -> None:
         bad("compute_dtype", f"must be 'float32' or 'bfloat16', got {config.compute_dtype!r}")
     if config.wandb_mode not in ("offline", "online", "disabled"):
         bad("wandb_mode", f"must be offline, online or disabled, got {config.wandb_mode!r}")
+    q = config.get("wm_horizon_bucket", 0)
+    if not isinstance(q, int) or isinstance(q, bool) or q < 0:
+        bad("wm_horizon_bucket", f"must be an integer >= 0, got {q!r}")
     if not 1 <= config.wm_horizon_initial:
         bad("wm_horizon_initial", f"must be >= 1, got {config.wm_horizon_initial!r}")
+    from mamba_jax import config as agent_config_lib
+
+    try:
+        agent_config_lib.validate(config.agent)
+    except ValueError as e:
+        bad("agent." + str(e).split(":")[0], str(e).split(": ", 1)[1])
     ndev = jax.device_count()
     for f in ("num_envs", "batch_size"):
         if config[f] % ndev:
@@ -252,6 +261,25 @@ def wm_horizon_for(setup: Setup, frames) -> jax.Array:
     return schedule.wm_horizon(f, setup.length, c.wm_horizon_initial, c.wm_horizon_reach_frames)
 
 
+def update_length(setup: Setup, wm_h) -> int:
+    """Static sequence length an update at world-model horizon ``wm_h`` trains on.
+
+    MAMBA's world-model loss only covers steps [0, wm_horizon) (spec 5.2), and the posterior at
+    step t depends on steps <= t only, so an update may run on the first L >= wm_horizon steps of
+    each meta-episode instead of all K*H: same losses, gradients and imagination starts (the
+    sampling noise is drawn for all K*H steps, ``rssm.observe``), at a fraction of the cost while
+    the schedule is short. L = wm_horizon rounded up to a multiple of ``wm_horizon_bucket``
+    (each distinct L compiles the update once; 0 = always K*H). Host-side (wm_h: int or array).
+    """
+    c = setup.config
+    T = setup.length
+    q = c.get("wm_horizon_bucket", 0)
+    if c.sequence != "meta_episode" or not q:
+        return T
+    h = int(np.max(np.asarray(wm_h)))
+    return int(min(T, max(1, math.ceil(h / q)) * q))
+
+
 def window_batch(batch: Dict[str, jax.Array], key: jax.Array, length: int) -> Dict[str, jax.Array]:
     """DreamerV3-style training chunks (the vanilla-Dreamer baseline, spec 3.4 non-MAMBA mode).
 
@@ -268,10 +296,11 @@ def window_batch(batch: Dict[str, jax.Array], key: jax.Array, length: int) -> Di
     return out
 
 
-def guarded_update(setup: Setup, train: TrainState, batch, key, wm_h) -> Tuple[TrainState, Dict, jax.Array]:
+def guarded_update(setup: Setup, train: TrainState, batch, key, wm_h, noise_steps=None
+                   ) -> Tuple[TrainState, Dict, jax.Array]:
     """One update; returns the old state unchanged when any metric or parameter is non-finite."""
     batch = _shard_leading(setup, batch)
-    new, metrics = setup.agent.train_step(train, batch, key, wm_h)
+    new, metrics = setup.agent.train_step(train, batch, key, wm_h, noise_steps)
     finite = _all_finite(metrics) & _all_finite(new.params)
     new = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, train)
     return new, metrics, finite
@@ -317,8 +346,12 @@ def collect_round(setup: Setup, run: RunState):
     return run, jax.random.split(k_upd, setup.updates_per_round), wm_h, metrics
 
 
-def update_step(setup: Setup, carry, replay: replay_lib.ReplayState, key: jax.Array, wm_h):
+def update_step(setup: Setup, carry, replay: replay_lib.ReplayState, key: jax.Array, wm_h,
+                length: int | None = None):
     """One update on a fresh batch of ``batch_size`` whole meta-episodes from ``replay``.
+
+    ``length`` (static, from ``update_length``): train on the first ``length`` steps of each
+    sampled meta-episode (requires wm_h <= length); None = all of them.
 
     ``carry`` = (train state, non-finite streak, non-finite total); a non-finite update is skipped
     (state unchanged) and counted. Returns ``(carry, (metrics, finite))``.
@@ -327,9 +360,13 @@ def update_step(setup: Setup, carry, replay: replay_lib.ReplayState, key: jax.Ar
     train, streak, total = carry
     kb, kw, kt = jax.random.split(key, 3)
     batch = replay_lib.sample(replay, kb, c.batch_size, setup.replay_shards)
+    noise_steps = None
     if c.sequence == "window":
         batch = window_batch(batch, kw, c.window_length)
-    train, metrics, finite = guarded_update(setup, train, batch, kt, wm_h)
+    elif length is not None and length < setup.length:
+        batch = {k: v[:, :length] for k, v in batch.items()}
+        noise_steps = setup.length
+    train, metrics, finite = guarded_update(setup, train, batch, kt, wm_h, noise_steps)
     streak = jnp.where(finite, 0, streak + 1)
     return (train, streak, total + (~finite).astype(jnp.int32)), (metrics, finite)
 
@@ -388,9 +425,11 @@ def evaluate(setup: Setup, train: TrainState, tasks, key) -> Dict[str, jax.Array
 class Phases:
     """The jitted phases for one setup.
 
-    ``round(run) -> (run, metrics)`` runs ``collect`` (one executable) and then ``update``
+    ``round(run) -> (run, metrics)`` runs ``collect`` (one executable) and then the update
     ``updates_per_round`` times (a second executable, dispatched asynchronously from the host: no
-    host round trip between updates). Compiling the two halves separately instead of one fused
+    host round trip between updates). The update runs on the first ``update_length`` steps of the
+    sampled meta-episodes: ``update_at(length)`` is the executable for one length (compiled on
+    first use), ``update`` the one for whole meta-episodes. Compiling the two halves separately instead of one fused
     round program lowers the compiler's peak host memory by ~0.4 GB and the executable's resident
     size by ~0.3 GB (issue note; ``experiments/bench_memory.py``).
     """
@@ -400,12 +439,15 @@ class Phases:
     update: Any
     evaluate: Any
     updates_per_round: int
+    update_at: Any  # length -> jitted update on the first ``length`` steps
+    length_for: Any  # wm_h (device array) -> length (host int; see ``update_length``)
 
-    def round(self, run: RunState, collect_fn=None, update_fn=None):
-        """One round; ``collect_fn``/``update_fn`` replace the jitted halves (e.g. AOT-compiled
-        wrappers of them)."""
-        collect_fn, update_fn = collect_fn or self.collect, update_fn or self.update
+    def round(self, run: RunState, collect_fn=None, update_for=None):
+        """One round; ``collect_fn`` replaces the jitted collection and ``update_for(length)``
+        returns the update to use (e.g. AOT-compiled wrappers of the jitted halves)."""
+        collect_fn, update_for = collect_fn or self.collect, update_for or self.update_at
         run, keys, wm_h, col_metrics = collect_fn(run)
+        update_fn = update_for(self.length_for(wm_h))
         carry = (run.train, run.nonfinite_streak, run.nonfinite_total)
         # donated to the first update (the carry's buffers must not be used from ``run`` again)
         run = run.replace(train=None, nonfinite_streak=None, nonfinite_total=None)
@@ -435,16 +477,27 @@ def _take_key(keys, i: int):
 def compile_phases(setup: Setup) -> Phases:
     """Jitted phases; with ``num_seeds > 1`` they are ``vmap``ped over the leading seed axis
     (evaluation uses the same tasks and key for every seed)."""
+    seeds = setup.config.num_seeds > 1
     pre = lambda run: prefill(setup, run)
     col = lambda run: collect_round(setup, run)
-    upd = lambda carry, replay, key, wm_h: update_step(setup, carry, replay, key, wm_h)
     ev = lambda train, tasks, key: evaluate(setup, train, tasks, key)
-    if setup.config.num_seeds > 1:
-        pre, col, upd = jax.vmap(pre), jax.vmap(col), jax.vmap(upd)
+    if seeds:
+        pre, col = jax.vmap(pre), jax.vmap(col)
         ev = jax.vmap(ev, in_axes=(0, None, None))
+
+    @functools.lru_cache(maxsize=None)
+    def update_at(length: int):
+        upd = lambda carry, replay, key, wm_h: update_step(setup, carry, replay, key, wm_h, length)
+        return jax.jit(jax.vmap(upd) if seeds else upd, donate_argnums=0)
+
+    if setup.config.sequence == "meta_episode" and setup.config.get("wm_horizon_bucket", 0):
+        length_for = lambda wm_h: update_length(setup, wm_h)
+    else:  # every update trains on whole sequences: no host sync for the length
+        length_for = lambda wm_h: setup.length
     return Phases(prefill=jax.jit(pre, donate_argnums=0), collect=jax.jit(col, donate_argnums=0),
-                  update=jax.jit(upd, donate_argnums=0), evaluate=jax.jit(ev),
-                  updates_per_round=setup.updates_per_round)
+                  update=update_at(setup.length), evaluate=jax.jit(ev),
+                  updates_per_round=setup.updates_per_round, update_at=update_at,
+                  length_for=length_for)
 
 
 def num_rounds_for(setup: Setup) -> int:

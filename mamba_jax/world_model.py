@@ -170,13 +170,15 @@ class WorldModel:
         return jax.nn.sigmoid(self.apply_head(params, 'cont', feat)[..., 0])
 
     # --------------------------------------------------------------- loss
-    def loss(self, params, batch: dict, key: jax.Array, wm_horizon: jax.Array
-             ) -> tuple[jax.Array, tuple[rssm_lib.State, dict]]:
+    def loss(self, params, batch: dict, key: jax.Array, wm_horizon: jax.Array,
+             noise_steps: int | None = None) -> tuple[jax.Array, tuple[rssm_lib.State, dict]]:
         """World-model loss.
 
         batch: 'state' [B, T, obs_dim], 'reward' [B, T], 'time_step' [B, T], 'is_first' [B, T],
         'is_terminal' [B, T], 'action' [B, T, A], optional 'image' [B, T, 64, 64, 3] uint8.
         wm_horizon: int32 [] (traced), 1 <= wm_horizon <= T.
+        noise_steps: the stored sequence length when ``batch`` is its first T steps (see
+        ``rssm.observe``); the loss is then exactly the full sequence's for wm_horizon <= T.
         Returns (loss, (posterior states [B, T] (not detached), metrics dict of float32 scalars)).
         """
         c = self.config
@@ -189,7 +191,7 @@ class WorldModel:
         embed = self.embed(params, batch)  # [B, T, E]
         post, post_logits, prior_logits = rssm_lib.observe(
             self.rssm, params['rssm'], embed, batch['action'], batch['is_first'], k_obs,
-            unroll=c.scan_unroll)
+            unroll=c.scan_unroll, remat=c.get('scan_remat', 'none'), noise_steps=noise_steps)
 
         # --- KL balancing with free bits, masked to [0, wm_horizon).
         mask_t = (jnp.arange(t) < wm_horizon).astype(jnp.float32)  # [T]

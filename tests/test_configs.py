@@ -73,6 +73,10 @@ def test_unknown_variant_and_bad_values_name_the_field():
     with pytest.raises(trainer.ConfigError, match="config.compute_dtype"):
         trainer.validate_config(c)
     c = point_robot.get_config()
+    c.agent.scan_remat = "some"
+    with pytest.raises(trainer.ConfigError, match="config.agent.scan_remat: must be"):
+        trainer.validate_config(c)
+    c = point_robot.get_config()
     c.train_ratio = 0.0001
     with pytest.raises(trainer.ConfigError, match="config.train_ratio"):
         trainer.validate_config(c)

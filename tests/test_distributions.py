@@ -89,3 +89,17 @@ def test_bounded_normal():
     np.testing.assert_allclose(dist.normal_log_prob(mean, std, x), [ref], rtol=1e-5)
     ent = np.sum(0.5 * np.log(2 * np.pi * np.e * np.asarray(std)**2))
     np.testing.assert_allclose(dist.normal_entropy(std), [ent], rtol=1e-5)
+
+
+def test_onehot_from_uniform_is_an_exact_inverse_cdf_draw():
+    """k = #(cdf_j <= u): class k exactly when cdf_{k-1} <= u < cdf_k; always a valid one-hot."""
+    p = jnp.array([0.1, 0.2, 0.3, 0.4])
+    u = jnp.array([0.0, 0.0999, 0.1, 0.2999, 0.3, 0.5999, 0.6, 0.9999999, 1.0])
+    s = np.asarray(dist.onehot_from_uniform(u, jnp.broadcast_to(p, (u.shape[0], 4))))
+    assert np.all(s.sum(-1) == 1.0) and set(s.ravel()) <= {0.0, 1.0}
+    np.testing.assert_array_equal(s.argmax(-1), [0, 0, 1, 1, 2, 2, 3, 3, 3])
+    # frequencies over many draws match the probabilities (straight-through sampler)
+    probs = dist.unimix_probs(jnp.array([[2.0, 0.0, -1.0, 0.5, -3.0]]), 0.01)
+    draws = dist.onehot_sample(jax.random.key(3), jnp.broadcast_to(probs, (200_000, 5)))
+    freq = np.asarray(draws.mean(0))
+    np.testing.assert_allclose(freq, np.asarray(probs[0]), atol=4e-3)

@@ -23,10 +23,24 @@ def test_configure_process_adds_the_memory_scheduler_flag_and_keeps_user_flags()
     assert "--xla_cpu_enable_concurrency_optimized_scheduler=false" in flags
 
 
-def test_configure_process_respects_an_explicit_scheduler_choice():
+def test_configure_process_respects_explicit_flag_choices():
+    ynn = "--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_DOT"
     flags = _flags_after_configure(
-        {"XLA_FLAGS": "--xla_cpu_enable_concurrency_optimized_scheduler=true"})
-    assert flags == "--xla_cpu_enable_concurrency_optimized_scheduler=true"
+        {"XLA_FLAGS": f"--xla_cpu_enable_concurrency_optimized_scheduler=true {ynn}"})
+    assert flags == f"--xla_cpu_enable_concurrency_optimized_scheduler=true {ynn}"
+
+
+def test_configure_process_turns_off_ynn_reduce_fusions_only_on_jaxlib_0_10():
+    flags = _flags_after_configure({})
+    wanted = "--xla_cpu_experimental_ynn_fusion_type=-LIBRARY_FUSION_TYPE_REDUCE"
+    assert (wanted in flags) == memory._jaxlib_version().startswith("0.10.")
+    # the flag is accepted by this jaxlib: a computation runs with it
+    code = ("from mamba_jax import memory; memory.configure_process(); import jax.numpy as jnp; "
+            "print(float(jnp.sum(jnp.arange(255.0) * 2)))")
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "64770.0"
 
 
 def test_rss_and_trim():

@@ -262,6 +262,38 @@ def test_split_round_equals_the_fused_round_program():
     assert int(run_a.updates) == 2 * setup.updates_per_round and int(run_a.rounds) == 2
 
 
+def test_updates_on_a_wm_horizon_bucket_equal_updates_on_whole_meta_episodes():
+    """With the wm-horizon schedule below K*H, ``Phases.round`` trains on the first L steps of
+    each meta-episode (L = wm_horizon rounded up to ``wm_horizon_bucket``); the state and metrics
+    equal the fused round program's, which always trains on all K*H steps."""
+    config = tiny.get_config()
+    config.wm_horizon_initial = 4
+    config.wm_horizon_reach_frames = 1e9  # stays at ~4 of K*H = 20 steps
+    config.wm_horizon_bucket = 5
+    setup = trainer.make_setup(config)
+    phases = trainer.compile_phases(setup)
+    run_a = phases.prefill(trainer.init_run_state(setup, 0))
+    run_b = phases.prefill(trainer.init_run_state(setup, 0))
+    lengths = []
+    for _ in range(2):
+        wm_h = trainer.wm_horizon_for(setup, run_a.frames + config.num_envs * setup.length)
+        lengths.append(phases.length_for(wm_h))
+        run_a, m_a = phases.round(run_a)
+        run_b, m_b = jax.jit(lambda r: trainer.train_round(setup, r))(run_b)
+        for k in m_a:
+            np.testing.assert_allclose(np.asarray(m_a[k]), np.asarray(m_b[k]), rtol=1e-4,
+                                       atol=1e-5, err_msg=k)
+    assert lengths == [5, 5] and float(m_a["wm/horizon"]) == 5.0  # ceil(4 + a little)
+    for x, y in zip(jax.tree.leaves(jax.device_get(run_a)), jax.tree.leaves(jax.device_get(run_b))):
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
+    assert trainer.update_length(setup, 20) == 20 and trainer.update_length(setup, 6) == 10
+    config.wm_horizon_bucket = 0
+    assert trainer.update_length(trainer.make_setup(config), 4) == 20
+    config.wm_horizon_bucket = -1
+    with pytest.raises(trainer.ConfigError, match="config.wm_horizon_bucket"):
+        trainer.validate_config(config)
+
+
 _SHARDED_REPLAY_SCRIPT = r"""
 import re, jax, numpy as np
 from experiments.configs import tiny

@@ -32,6 +32,9 @@ def base_config(env_name: str, K: int, H: int, **agent_overrides) -> ml_collecti
     c.wm_horizon_initial = K * H
     c.wm_horizon_reach_frames = 0.0  # 0 -> no schedule; in (legacy or real) frames
     c.legacy_double_count = False
+    # updates train on the first L >= wm_horizon steps, L rounded up to a multiple of this
+    # (one compiled update per L; 0 -> always all K*H steps). Same results, less compute.
+    c.wm_horizon_bucket = 64
     # evaluation
     c.eval_every_meta_episodes = 200
     c.eval_tasks = 20
