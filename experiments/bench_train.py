@@ -169,7 +169,7 @@ def main():
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default="bench_out/bench_train.json")
     p.add_argument("--dtypes", default="float32,bfloat16")
-    p.add_argument("--bucket_lengths", default="50,100,200,300",
+    p.add_argument("--bucket_lengths", default="64,128,192,300",
                    help="comma-separated L for the per-length update times ('' to skip)")
     args = p.parse_args()
     peak32 = matmul_peak(jnp.float32)
