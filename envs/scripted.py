@@ -7,7 +7,9 @@ sub-episodes like the agent's recurrent state.
 """
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def _towards(pos, target, speed=0.1):
@@ -49,10 +51,87 @@ def make_point_robot_sweep(arc_step: float = 0.14, fine_step: float = 0.02):
     return policy, init
 
 
-SCRIPTED = {"point_robot": make_point_robot_sweep, "point_robot_wind": make_point_robot_sweep}
+# corners of a room relative to its entry cell (6i, 0), in search order: the nearest first, then
+# round the room
+_ROOM_CORNERS = np.array([[0, -1], [0, 1], [2, 1], [2, -1]], np.int32)
 
 
-def scripted_for(env_name: str):
-    """(policy, init) for an environment, or None when no scripted policy exists."""
+def make_rooms_search(meta):
+    """Rooms-N: take the rooms in order; in a room whose goal is unknown, try its corners in a
+    fixed order until one pays; once a room's goal has paid, go straight to it in every later
+    sub-episode. On the last goal, stay (it pays every step).
+
+    Needs the meta-episode's K, H and the room layout (``meta``: an ``envs.MetaEpisode`` of
+    Rooms). It reads only what the agent sees: the position, the last reward and the time
+    feature, from which it knows when a sub-episode restarts at (0, 0) (the start state is never
+    observed, spec 3.2). Carry per meta-episode: goal [N, 2] (found goal cells), known [N],
+    tried [N, 4] (corners that did not pay), stage (goals paid in this sub-episode).
+    """
+    env, K, H = meta.env, meta.K, meta.H
+    n_rooms = env.num_rooms
+    corners = jnp.asarray(_ROOM_CORNERS)
+
+    def init(n):
+        return {"goal": jnp.zeros((n, n_rooms, 2), jnp.int32),
+                "known": jnp.zeros((n, n_rooms), bool),
+                "tried": jnp.zeros((n, n_rooms, 4), bool),
+                "stage": jnp.zeros((n,), jnp.int32)}
+
+    def one(state, reward, time, c):
+        t = jnp.round(time * (K * H)).astype(jnp.int32)
+        xy = env.positions(state).astype(jnp.int32)
+        room = xy[0] // 6
+        in_room = (xy[0] % 6) < 3
+        rel = xy - jnp.stack([6 * room, 0])
+        at_corner = in_room & jnp.all(corners == rel, -1)  # [4]
+        paid = reward > 0
+        # bookkeeping for the cell just reached (before any restart)
+        seeking = jnp.minimum(c["stage"], n_rooms - 1)
+        here_is_goal = paid & in_room & (room == seeking)
+        goal = c["goal"].at[seeking].set(jnp.where(here_is_goal, xy, c["goal"][seeking]))
+        known = c["known"].at[seeking].set(c["known"][seeking] | here_is_goal)
+        tried_row = c["tried"][seeking] | (at_corner & ~paid & in_room & (room == seeking))
+        tried = c["tried"].at[seeking].set(tried_row)
+        stage = jnp.where(here_is_goal, jnp.minimum(c["stage"] + 1, n_rooms), c["stage"])
+        # a new sub-episode starts from (0, 0) with nothing reached
+        restart = (t % H) == 0
+        xy = jnp.where(restart, jnp.zeros(2, jnp.int32), xy)
+        stage = jnp.where(restart, 0, stage)
+        done_all = stage >= n_rooms  # standing on the last goal: stay
+        target_room = jnp.minimum(stage, n_rooms - 1)
+        untried = ~tried[target_room]
+        next_corner = jnp.argmax(untried)  # first untried corner (all tried cannot happen)
+        search = jnp.stack([6 * target_room, 0]) + corners[next_corner]
+        target = jnp.where(known[target_room], goal[target_room], search)
+        target = jnp.where(done_all, xy, target)
+        # route: leave the room through the middle row, walk the corridor, then x, then y
+        cur_room = xy[0] // 6
+        same_room = ((xy[0] % 6) < 3) & (cur_room == target_room)
+        dx, dy = jnp.sign(target[0] - xy[0]), jnp.sign(target[1] - xy[1])
+        to_middle = jnp.where(xy[1] > 0, 3, 1)  # down / up towards y = 0
+        across = jnp.where(dx > 0, 2, 4)
+        action = jnp.where(
+            same_room,
+            jnp.where(dx != 0, across, jnp.where(dy > 0, 1, jnp.where(dy < 0, 3, 0))),
+            jnp.where(xy[1] != 0, to_middle, across))
+        carry = {"goal": goal, "known": known, "tried": tried, "stage": stage}
+        return jax.nn.one_hot(action, 5, dtype=jnp.float32), carry
+
+    def policy(obs, carry, key):
+        del key
+        return jax.vmap(one)(obs["state"], obs["reward"], obs["time_step"], carry)
+
+    return policy, init
+
+
+SCRIPTED = {"point_robot": lambda meta: make_point_robot_sweep(),
+            "point_robot_wind": lambda meta: make_point_robot_sweep(),
+            "rooms": make_rooms_search}
+
+
+def scripted_for(env_name: str, meta=None):
+    """(policy, init) for an environment, or None when no scripted policy exists.
+
+    ``meta``: the ``envs.MetaEpisode`` it will run in (some policies need K, H or the layout)."""
     make = SCRIPTED.get(env_name)
-    return make() if make else None
+    return make(meta) if make else None

@@ -118,7 +118,7 @@ def main():
                           agent.initial_carry(train, args.tasks))}
     from envs import scripted
 
-    made = scripted.scripted_for(c.env_name)
+    made = scripted.scripted_for(c.env_name, setup.meta)
     if made is not None:
         policies["scripted"] = (made[0], made[1](args.tasks))
 

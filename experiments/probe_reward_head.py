@@ -45,7 +45,7 @@ def probe(config, updates: int, every: int, episodes: int = 64, seed: int = 0) -
     """Rows {'update', 'wm/reward', 'wm/decoder_reward', 'pred_at_reward', 'pred_at_zero',
     'true_at_reward'}, one per ``every`` updates (and at 0)."""
     setup = trainer.make_setup(config)
-    made = scripted.scripted_for(config.env_name)
+    made = scripted.scripted_for(config.env_name, setup.meta)
     if made is None:
         raise ValueError(f"no scripted policy for {config.env_name!r}")
     policy, init = made

@@ -63,7 +63,7 @@ def final_evaluation(setup, run_state, num_tasks: int) -> np.ndarray:
 def scripted_evaluation(setup, num_tasks: int):
     from envs import scripted
 
-    made = scripted.scripted_for(setup.config.env_name)
+    made = scripted.scripted_for(setup.config.env_name, setup.meta)
     if made is None:
         return None
     policy, init = made
