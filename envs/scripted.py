@@ -17,6 +17,12 @@ def _towards(pos, target, speed=0.1):
     return jnp.clip((target - pos) / speed, -1.0, 1.0)
 
 
+def _straight_towards(pos, target, speed=0.1):
+    """Like ``_towards`` but keeps the direction (the action is scaled down, not clipped per axis)."""
+    d = (target - pos) / speed
+    return d / jnp.maximum(1.0, jnp.max(jnp.abs(d), -1, keepdims=True))
+
+
 def make_point_robot_sweep(arc_step: float = 0.14, fine_step: float = 0.02):
     """Point Robot Navigation: sweep the upper half circle until the reward appears, climb the
     reward to its maximum, then go straight to that point in every later sub-episode.
@@ -124,7 +130,51 @@ def make_rooms_search(meta):
     return policy, init
 
 
+def make_escape_room_sweep(meta, lead: float = 0.35, back: float = 0.3):
+    """Escape Room: walk to the wall, then push outwards while sweeping anticlockwise along it
+    (the door lies in the upper half) until a push goes through; then stay outside. In later
+    sub-episodes sweep again, but starting ``back`` radians before where the door was found.
+
+    A push aims ``lead`` radians ahead on a circle outside the wall, so each blocked step still
+    advances ~0.1 rad (a quarter of the door's width). The first sweep starts at angle 0 and covers
+    the whole upper half; one cut off by the end of a sub-episode resumes where it stopped. On the first step of a sub-episode the start is not observed yet
+    (spec 3.2): no move. Carry per meta-episode: found [], door [] (angle at the first exit),
+    swept [] (sweep progress, angle).
+    """
+    K, H = meta.K, meta.H
+
+    def init(n):
+        return {"found": jnp.zeros((n,), bool), "door": jnp.zeros((n,)), "swept": jnp.zeros((n,))}
+
+    def one(pos, time, c):
+        t = jnp.round(time * (K * H)).astype(jnp.int32)
+        restart = (t % H) == 0
+        radius = jnp.linalg.norm(pos)
+        angle = jnp.arctan2(pos[1], pos[0])
+        a = jnp.clip(angle, 0.0, jnp.pi)
+        outside = radius > 1.0
+        door = jnp.where(outside & ~c["found"], a, c["door"])
+        found = c["found"] | outside
+        at_wall = radius >= 0.9
+        on_track = at_wall & (jnp.abs(a - c["swept"]) < 0.15)  # at the wall where the sweep stands
+        swept = jnp.where(on_track & ~outside, jnp.maximum(c["swept"], a), c["swept"])
+        swept = jnp.where(restart & found, jnp.maximum(door - back, 0.0), swept)
+        on_track = on_track & ~restart
+        unit = lambda x: jnp.stack([jnp.cos(x), jnp.sin(x)])
+        # back to the wall where the sweep stands, then push out and anticlockwise
+        target = jnp.where(on_track, 1.2 * unit(a + lead), 0.95 * unit(swept))
+        action = jnp.where(outside | restart, jnp.zeros(2), _straight_towards(pos, target))
+        return action, {"found": found, "door": door, "swept": swept}
+
+    def policy(obs, carry, key):
+        del key
+        return jax.vmap(one)(obs["state"], obs["time_step"], carry)
+
+    return policy, init
+
+
 SCRIPTED = {"point_robot": lambda meta: make_point_robot_sweep(),
+            "escape_room": make_escape_room_sweep,
             "point_robot_wind": lambda meta: make_point_robot_sweep(),
             "rooms": make_rooms_search}
 

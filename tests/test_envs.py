@@ -448,4 +448,19 @@ def test_rooms_scripted_search_finds_every_goal_then_goes_straight_to_them():
     assert np.all(ret[:, 1] >= ret[:, 0]) and np.mean(ret[:, 1] - ret[:, 0]) > 3.0
     # every goal found: the last goal pays on most of the 100 steps (-0.1 per step otherwise)
     assert ret[:, 0].min() > 60.0 and ret[:, 1].min() > 78.0
-    assert scripted.scripted_for("escape_room", meta) is None  # not written yet
+
+
+def test_escape_room_scripted_sweep_escapes_every_time_and_faster_once_the_door_is_known():
+    from envs import scripted
+    from mamba_jax import collect as collect_lib
+
+    meta = envs.MetaEpisode(envs.make("escape_room"), K=2, H=60)
+    policy, init = scripted.scripted_for("escape_room", meta)
+    n = 64
+    tasks = jax.vmap(meta.env.sample_task)(jax.random.split(jax.random.PRNGKey(0), n))
+    rollout, _ = jax.jit(lambda k: collect_lib.collect(meta, policy, init(n), k, n, tasks=tasks))(
+        jax.random.PRNGKey(1))
+    ret = np.asarray(collect_lib.sub_episode_returns(rollout, 2))  # [n, 2]: steps spent outside
+    assert ret.min() > 0  # out through the door in every sub-episode
+    assert ret[:, 1].mean() > ret[:, 0].mean() + 5.0 and ret[:, 1].min() > 30.0
+    assert scripted.scripted_for("humanoid_dir", meta) is None
