@@ -179,9 +179,15 @@ SCRIPTED = {"point_robot": lambda meta: make_point_robot_sweep(),
             "rooms": make_rooms_search}
 
 
+_NEEDS_META = ("rooms", "escape_room")
+
+
 def scripted_for(env_name: str, meta=None):
     """(policy, init) for an environment, or None when no scripted policy exists.
 
-    ``meta``: the ``envs.MetaEpisode`` it will run in (some policies need K, H or the layout)."""
+    ``meta``: the ``envs.MetaEpisode`` it will run in; the Rooms and Escape Room policies need it
+    (K, H, the layout) and are not available without it."""
     make = SCRIPTED.get(env_name)
-    return make(meta) if make else None
+    if make is None or (meta is None and env_name in _NEEDS_META):
+        return None
+    return make(meta)
