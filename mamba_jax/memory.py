@@ -16,8 +16,8 @@ One speed setting rides along (measured on the official point-robot update, 2-co
 0.10.2): XLA:CPU's YNNPACK reduction fusions are slow on this program's [8192, 255] two-hot
 reductions (e.g. 25 ms for a multiply-multiply-sum that should take ~3 ms), so
 ``--xla_cpu_experimental_ynn_fusion_type=-LIBRARY_FUSION_TYPE_REDUCE`` hands reductions back to
-XLA's own emitter: the actor-critic half of the update ran 15-20% faster and the whole update ~5%,
-with ~80 MB less temp memory. It is only added for jaxlib 0.10.x (the flag is experimental; an
+XLA's own emitter: the whole update ran 17% faster in a same-process A/B
+(``experiments/bench_update_ab.py``), with 80-100 MB less temp memory. It is only added for jaxlib 0.10.x (the flag is experimental; an
 unknown flag aborts XLA) and never when ``XLA_FLAGS`` already sets it.
 
 ``configure_process`` must run before JAX creates its CPU backend (first computation or device
