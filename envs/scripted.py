@@ -18,7 +18,7 @@ def _towards(pos, target, speed=0.1):
 
 
 def _straight_towards(pos, target, speed=0.1):
-    """Like ``_towards`` but keeps the direction (the action is scaled down, not clipped per axis)."""
+    """Like ``_towards`` but keeps the direction (scaled down instead of clipped per axis)."""
     d = (target - pos) / speed
     return d / jnp.maximum(1.0, jnp.max(jnp.abs(d), -1, keepdims=True))
 
@@ -137,9 +137,9 @@ def make_escape_room_sweep(meta, lead: float = 0.35, back: float = 0.3):
 
     A push aims ``lead`` radians ahead on a circle outside the wall, so each blocked step still
     advances ~0.1 rad (a quarter of the door's width). The first sweep starts at angle 0 and covers
-    the whole upper half; one cut off by the end of a sub-episode resumes where it stopped. On the first step of a sub-episode the start is not observed yet
-    (spec 3.2): no move. Carry per meta-episode: found [], door [] (angle at the first exit),
-    swept [] (sweep progress, angle).
+    the whole upper half; one cut off by the end of a sub-episode resumes where it stopped. On the
+    first step of a sub-episode the start is not observed yet (spec 3.2): no move. Carry per
+    meta-episode: found [], door [] (angle at the first exit), swept [] (sweep progress, angle).
     """
     K, H = meta.K, meta.H
 
@@ -179,15 +179,10 @@ SCRIPTED = {"point_robot": lambda meta: make_point_robot_sweep(),
             "rooms": make_rooms_search}
 
 
-_NEEDS_META = ("rooms", "escape_room")
-
-
-def scripted_for(env_name: str, meta=None):
+def scripted_for(env_name: str, meta):
     """(policy, init) for an environment, or None when no scripted policy exists.
 
-    ``meta``: the ``envs.MetaEpisode`` it will run in; the Rooms and Escape Room policies need it
-    (K, H, the layout) and are not available without it."""
+    ``meta``: the ``envs.MetaEpisode`` it will run in (Rooms and Escape Room need K, H and the
+    layout)."""
     make = SCRIPTED.get(env_name)
-    if make is None or (meta is None and env_name in _NEEDS_META):
-        return None
-    return make(meta)
+    return make(meta) if make else None

@@ -84,8 +84,8 @@ def bench_buckets(lengths, quick: bool) -> list:
             t0 = time.perf_counter()
             jax.block_until_ready(compiled(copy, run.replay, jax.random.PRNGKey(2 + i), wm_h))
             times.append(time.perf_counter() - t0)
-        rows.append({"length": length, "compile_s": compile_s, "update_s": statistics.median(times[1:]),
-                     "update_s_all": times})
+        rows.append({"length": length, "compile_s": compile_s,
+                     "update_s": statistics.median(times[1:]), "update_s_all": times})
         _say(f"update on the first {length} of {setup.length} steps: "
              f"{rows[-1]['update_s']:.3f} s (compiled in {compile_s:.0f} s)")
     return rows

@@ -133,11 +133,25 @@ def agent_config(preset: str = 'official', **overrides) -> ml_collections.Config
     return c
 
 
+class FieldError(ValueError):
+    """An agent config value is invalid: ``field`` names it, ``msg`` says what is allowed."""
+
+    def __init__(self, field: str, msg: str):
+        super().__init__(f'{field}: {msg}')
+        self.field, self.msg = field, msg
+
+
+def scan_remat(c) -> str:
+    """``c.scan_remat``; 'none' for configs saved before the field existed (older run folders)."""
+    return c.get('scan_remat', 'none')
+
+
 def validate(c: ml_collections.ConfigDict) -> None:
-    """Refuse settings the implementation does not support (ValueError naming the field)."""
+    """Refuse settings the implementation does not support (``FieldError`` naming the field)."""
     def check(ok, field, msg):
         if not ok:
-            raise ValueError(f'{field}: {msg}, got {c[field]!r}')
+            value = scan_remat(c) if field == 'scan_remat' else c[field]
+            raise FieldError(field, f'{msg}, got {value!r}')
 
     check(c.reconstruction_window >= 0 and (c.reconstruction_window == 0
                                             or c.reconstruction_window % 2 == 1),
@@ -149,6 +163,6 @@ def validate(c: ml_collections.ConfigDict) -> None:
           "must be 'dynamics' or 'reinforce'")
     check(c.compute_dtype in ('float32', 'bfloat16'), 'compute_dtype',
           "must be 'float32' or 'bfloat16'")
-    check(c.scan_remat in ('none', 'dots', 'nothing'), 'scan_remat',
+    check(scan_remat(c) in ('none', 'dots', 'nothing'), 'scan_remat',
           "must be 'none', 'dots' or 'nothing'")
     check(c.imag_horizon >= 2, 'imag_horizon', 'must be >= 2 (one lambda-return target)')

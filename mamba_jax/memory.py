@@ -17,8 +17,9 @@ One speed setting rides along (measured on the official point-robot update, 2-co
 reductions (e.g. 25 ms for a multiply-multiply-sum that should take ~3 ms), so
 ``--xla_cpu_experimental_ynn_fusion_type=-LIBRARY_FUSION_TYPE_REDUCE`` hands reductions back to
 XLA's own emitter: the whole update ran 17% faster in a same-process A/B
-(``experiments/bench_update_ab.py``), with 80-100 MB less temp memory. It is only added for jaxlib 0.10.x (the flag is experimental; an
-unknown flag aborts XLA) and never when ``XLA_FLAGS`` already sets it.
+(``experiments/bench_update_ab.py``), with 80-100 MB less temp memory. It is only added for
+jaxlib 0.10.x (the flag is experimental; an unknown flag aborts XLA) and never when
+``XLA_FLAGS`` already sets it.
 
 ``configure_process`` must run before JAX creates its CPU backend (first computation or device
 query); the entry points call it first thing. Everything here is best effort and a no-op on

@@ -102,7 +102,7 @@ def validate_config(config) -> None:
         bad("compute_dtype", f"must be 'float32' or 'bfloat16', got {config.compute_dtype!r}")
     if config.wandb_mode not in ("offline", "online", "disabled"):
         bad("wandb_mode", f"must be offline, online or disabled, got {config.wandb_mode!r}")
-    q = config.get("wm_horizon_bucket", 0)
+    q = wm_horizon_bucket(config)
     if not isinstance(q, int) or isinstance(q, bool) or q < 0:
         bad("wm_horizon_bucket", f"must be an integer >= 0, got {q!r}")
     if not 1 <= config.wm_horizon_initial:
@@ -111,8 +111,8 @@ def validate_config(config) -> None:
 
     try:
         agent_config_lib.validate(config.agent)
-    except ValueError as e:
-        bad("agent." + str(e).split(":")[0], str(e).split(": ", 1)[1])
+    except agent_config_lib.FieldError as e:
+        bad(f"agent.{e.field}", e.msg)
     ndev = jax.device_count()
     for f in ("num_envs", "batch_size"):
         if config[f] % ndev:
@@ -261,6 +261,11 @@ def wm_horizon_for(setup: Setup, frames) -> jax.Array:
     return schedule.wm_horizon(f, setup.length, c.wm_horizon_initial, c.wm_horizon_reach_frames)
 
 
+def wm_horizon_bucket(config) -> int:
+    """``config.wm_horizon_bucket``; 0 (no buckets) for configs saved before the field existed."""
+    return config.get("wm_horizon_bucket", 0)
+
+
 def update_length(setup: Setup, wm_h) -> int:
     """Static sequence length an update at world-model horizon ``wm_h`` trains on.
 
@@ -269,12 +274,12 @@ def update_length(setup: Setup, wm_h) -> int:
     each meta-episode instead of all K*H: same losses, gradients and imagination starts (the
     sampling noise is drawn for all K*H steps, ``rssm.observe``), at a fraction of the cost while
     the schedule is short. L = wm_horizon rounded up to a multiple of ``wm_horizon_bucket``
-    (each distinct L compiles the update once; 0 = always K*H). Host-side (wm_h: int or array).
+    (each distinct L compiles the update once; 0 = always K*H). Host-side (wm_h: int or array);
+    ``wm_h`` is only read (a device-to-host sync) when buckets are on.
     """
-    c = setup.config
     T = setup.length
-    q = c.get("wm_horizon_bucket", 0)
-    if c.sequence != "meta_episode" or not q:
+    q = wm_horizon_bucket(setup.config)
+    if setup.config.sequence != "meta_episode" or not q:
         return T
     h = int(np.max(np.asarray(wm_h)))
     return int(min(T, max(1, math.ceil(h / q)) * q))
@@ -429,8 +434,8 @@ class Phases:
     ``updates_per_round`` times (a second executable, dispatched asynchronously from the host: no
     host round trip between updates). The update runs on the first ``update_length`` steps of the
     sampled meta-episodes: ``update_at(length)`` is the executable for one length (compiled on
-    first use), ``update`` the one for whole meta-episodes. Compiling the two halves separately instead of one fused
-    round program lowers the compiler's peak host memory by ~0.4 GB and the executable's resident
+    first use), ``update`` the one for whole meta-episodes. Compiling the two halves separately
+    instead of one fused round program lowers the compiler's peak host memory by ~0.4 GB and the executable's resident
     size by ~0.3 GB (issue note; ``experiments/bench_memory.py``).
     """
 
@@ -490,14 +495,10 @@ def compile_phases(setup: Setup) -> Phases:
         upd = lambda carry, replay, key, wm_h: update_step(setup, carry, replay, key, wm_h, length)
         return jax.jit(jax.vmap(upd) if seeds else upd, donate_argnums=0)
 
-    if setup.config.sequence == "meta_episode" and setup.config.get("wm_horizon_bucket", 0):
-        length_for = lambda wm_h: update_length(setup, wm_h)
-    else:  # every update trains on whole sequences: no host sync for the length
-        length_for = lambda wm_h: setup.length
     return Phases(prefill=jax.jit(pre, donate_argnums=0), collect=jax.jit(col, donate_argnums=0),
                   update=update_at(setup.length), evaluate=jax.jit(ev),
                   updates_per_round=setup.updates_per_round, update_at=update_at,
-                  length_for=length_for)
+                  length_for=functools.partial(update_length, setup))
 
 
 def num_rounds_for(setup: Setup) -> int:

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from mamba_jax import config as config_lib
 from mamba_jax import distributions as dist
 from mamba_jax import rssm as rssm_lib
 from mamba_jax.nets import MLP, ConvDecoder, Encoder, VectorDecoder, symlog
@@ -191,7 +192,7 @@ class WorldModel:
         embed = self.embed(params, batch)  # [B, T, E]
         post, post_logits, prior_logits = rssm_lib.observe(
             self.rssm, params['rssm'], embed, batch['action'], batch['is_first'], k_obs,
-            unroll=c.scan_unroll, remat=c.get('scan_remat', 'none'), noise_steps=noise_steps)
+            unroll=c.scan_unroll, remat=config_lib.scan_remat(c), noise_steps=noise_steps)
 
         # --- KL balancing with free bits, masked to [0, wm_horizon).
         mask_t = (jnp.arange(t) < wm_horizon).astype(jnp.float32)  # [T]

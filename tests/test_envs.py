@@ -431,19 +431,23 @@ def test_render_writes_png(tmp_path, name, task):
         render_meta_episode(env, positions[:, :1], sub_idx, task, str(tmp_path / "bad.png"))
 
 
-def test_rooms_scripted_search_finds_every_goal_then_goes_straight_to_them():
-    """The Rooms reference policy: sub-episode 1 searches the corners, later sub-episodes walk
-    straight to the known goals (same path every time), so they score more than the first."""
+def _scripted_returns(name: str, K: int, H: int, n: int) -> np.ndarray:
+    """Per-sub-episode returns [n, K] of ``name``'s scripted policy on n tasks from a fixed key."""
     from envs import scripted
     from mamba_jax import collect as collect_lib
 
-    meta = envs.MetaEpisode(envs.make("rooms"), K=3, H=100)
-    policy, init = scripted.scripted_for("rooms", meta)
-    n = 32
+    meta = envs.MetaEpisode(envs.make(name), K=K, H=H)
+    policy, init = scripted.scripted_for(name, meta)
     tasks = jax.vmap(meta.env.sample_task)(jax.random.split(jax.random.PRNGKey(0), n))
     rollout, _ = jax.jit(lambda k: collect_lib.collect(meta, policy, init(n), k, n, tasks=tasks))(
         jax.random.PRNGKey(1))
-    ret = np.asarray(collect_lib.sub_episode_returns(rollout, 3))  # [n, 3]
+    return np.asarray(collect_lib.sub_episode_returns(rollout, K))
+
+
+def test_rooms_scripted_search_finds_every_goal_then_goes_straight_to_them():
+    """The Rooms reference policy: sub-episode 1 searches the corners, later sub-episodes walk
+    straight to the known goals (same path every time), so they score more than the first."""
+    ret = _scripted_returns("rooms", K=3, H=100, n=32)  # [n, 3]
     np.testing.assert_allclose(ret[:, 1], ret[:, 2], atol=1e-4)
     assert np.all(ret[:, 1] >= ret[:, 0]) and np.mean(ret[:, 1] - ret[:, 0]) > 3.0
     # every goal found: the last goal pays on most of the 100 steps (-0.1 per step otherwise)
@@ -452,15 +456,9 @@ def test_rooms_scripted_search_finds_every_goal_then_goes_straight_to_them():
 
 def test_escape_room_scripted_sweep_escapes_every_time_and_faster_once_the_door_is_known():
     from envs import scripted
-    from mamba_jax import collect as collect_lib
 
-    meta = envs.MetaEpisode(envs.make("escape_room"), K=2, H=60)
-    policy, init = scripted.scripted_for("escape_room", meta)
-    n = 64
-    tasks = jax.vmap(meta.env.sample_task)(jax.random.split(jax.random.PRNGKey(0), n))
-    rollout, _ = jax.jit(lambda k: collect_lib.collect(meta, policy, init(n), k, n, tasks=tasks))(
-        jax.random.PRNGKey(1))
-    ret = np.asarray(collect_lib.sub_episode_returns(rollout, 2))  # [n, 2]: steps spent outside
+    ret = _scripted_returns("escape_room", K=2, H=60, n=64)  # [n, 2]: steps spent outside
     assert ret.min() > 0  # out through the door in every sub-episode
     assert ret[:, 1].mean() > ret[:, 0].mean() + 5.0 and ret[:, 1].min() > 30.0
-    assert scripted.scripted_for("humanoid_dir", meta) is None
+    meta = envs.MetaEpisode(envs.make("escape_room"), K=2, H=60)
+    assert scripted.scripted_for("humanoid_dir", meta) is None  # no reference for that task
