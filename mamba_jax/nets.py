@@ -96,12 +96,41 @@ def layer_norm(dtype: Dtype, name: str | None = None) -> nn.LayerNorm:
                         force_float32_reductions=True, name=name)
 
 
+def matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """x [..., I] @ kernel [I, O] -> [..., O], computed as ONE 2-D matmul [N, I] x [I, O].
+
+    Why not ``jnp.dot(x, kernel)`` on [T, B, I]: autodiff turns that dot's kernel gradient into a
+    contraction over two leading axes, and XLA:CPU (jaxlib 0.10) then writes the output
+    cotangent (e.g. a LayerNorm backward) a second time as a transposed [O, T*B] copy, with
+    strided stores, just for that gradient. On the official sizes that was ~25 ms per layer,
+    ~10 layers per update; flattening first removes every such copy (the kernel gradient becomes
+    an ordinary [I, N] x [N, O] matmul) and made a 4-layer [16, 300] MLP's gradient ~25% faster.
+    Numerically the same product.
+    """
+    lead = x.shape[:-1]
+    y = jnp.dot(x.reshape((-1, x.shape[-1])), kernel)
+    return y.reshape(lead + (kernel.shape[-1],))
+
+
+class Dense(nn.Dense):
+    """``flax.linen.Dense`` over flattened leading axes (see ``matmul``). [..., I] -> [..., F].
+
+    Same parameters and auto-name ('Dense_<i>') as ``nn.Dense``, so checkpoints are unchanged.
+    """
+
+    @nn.compact
+    def __call__(self, inputs: jax.Array) -> jax.Array:
+        lead = inputs.shape[:-1]
+        y = super().__call__(inputs.reshape((-1, inputs.shape[-1])))
+        return y.reshape(lead + (y.shape[-1],))
+
+
 def linear(features: int, dtype: Dtype, *, use_bias: bool = False, init: str = 'trunc',
            scale: float = 1.0, fan_in: int | None = None, name: str | None = None) -> nn.Dense:
     """A Dense layer with the spec's initialisers. init: 'trunc' (trunk) or 'uniform' (outputs)."""
     kinit = trunc_normal_init(fan_in) if init == 'trunc' else uniform_init(scale, fan_in)
-    return nn.Dense(features, use_bias=use_bias, dtype=dtype, param_dtype=jnp.float32,
-                    kernel_init=kinit, name=name)
+    return Dense(features, use_bias=use_bias, dtype=dtype, param_dtype=jnp.float32,
+                 kernel_init=kinit, name=name)
 
 
 class DenseLN(nn.Module):
@@ -124,7 +153,7 @@ class DenseLN(nn.Module):
         kernel = kernel.astype(self.dtype)
         out, start = 0.0, 0
         for part, idx, size in zip(parts, gather, sizes):
-            y = jnp.dot(part.astype(self.dtype), kernel[start:start + size])
+            y = matmul(part.astype(self.dtype), kernel[start:start + size])
             start += size
             if idx is not None:
                 y = jnp.take_along_axis(y, idx.reshape(idx.shape + (1,) * (y.ndim - idx.ndim)), axis=1)
@@ -177,14 +206,14 @@ class GRULN(nn.Module):
 
     def project_h(self, h: jax.Array) -> jax.Array:
         """W_h h: [..., D] -> [..., 3D] (compute dtype)."""
-        return jnp.dot(h.astype(self.dtype), self.kernel[self.inputs:].astype(self.dtype))
+        return matmul(h.astype(self.dtype), self.kernel[self.inputs:].astype(self.dtype))
 
     def __call__(self, x: jax.Array, h: jax.Array, h_proj: jax.Array | None = None) -> jax.Array:
         kernel = self.kernel.astype(self.dtype)
         if h_proj is None:
-            parts = jnp.dot(jnp.concatenate([x.astype(self.dtype), h.astype(self.dtype)], -1), kernel)
+            parts = matmul(jnp.concatenate([x.astype(self.dtype), h.astype(self.dtype)], -1), kernel)
         else:
-            parts = jnp.dot(x.astype(self.dtype), kernel[:self.inputs]) + h_proj
+            parts = matmul(x.astype(self.dtype), kernel[:self.inputs]) + h_proj
         return self._gates(parts, h)
 
     def with_offset(self, x: jax.Array, h: jax.Array, offset: jax.Array
@@ -196,7 +225,7 @@ class GRULN(nn.Module):
         big matmul [x, h]^T d offset over all steps instead of one small one per step.
         """
         inp = jnp.concatenate([x.astype(self.dtype), h.astype(self.dtype)], -1)
-        parts = jnp.dot(inp, jax.lax.stop_gradient(self.kernel).astype(self.dtype)) + offset
+        parts = matmul(inp, jax.lax.stop_gradient(self.kernel).astype(self.dtype)) + offset
         return self._gates(parts, h), inp
 
     def _gates(self, parts: jax.Array, h: jax.Array) -> jax.Array:

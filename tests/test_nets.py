@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import flax.linen as nn
 
 from mamba_jax import nets
 
@@ -102,3 +103,42 @@ def test_conv_encoder_decoder_shapes(dtype):
     pd = tjit(dec.init)(jax.random.key(1), jnp.zeros((2, 3, 10)))['params']
     out = tjit(dec.apply)({'params': pd}, jnp.ones((2, 3, 10)))
     assert out.shape == (2, 3, 64, 64, 3) and out.dtype == jnp.float32
+
+
+@pytest.mark.parametrize("shape", [(5,), (7, 5), (3, 4, 5)])
+def test_matmul_is_dot_over_the_last_axis(shape):
+    x = jax.random.normal(jax.random.key(0), shape)
+    k = jax.random.normal(jax.random.key(1), (5, 6))
+    y = nets.matmul(x, k)
+    assert y.shape == shape[:-1] + (6,)
+    np.testing.assert_allclose(y, jnp.dot(x, k), rtol=1e-5, atol=1e-5)
+
+
+def test_dense_keeps_flax_names_params_and_outputs():
+    x = jax.random.normal(jax.random.key(0), (3, 4, 5))
+
+    class Two(nn.Module):
+        dense: type
+
+        @nn.compact
+        def __call__(self, x):
+            return self.dense(6)(x) + self.dense(6, use_bias=False)(x)
+
+    p_ours = Two(nets.Dense).init(jax.random.key(1), x)
+    p_flax = Two(nn.Dense).init(jax.random.key(1), x)
+    assert jax.tree_util.tree_structure(p_ours) == jax.tree_util.tree_structure(p_flax)
+    assert sorted(p_ours['params']) == ['Dense_0', 'Dense_1']
+    jax.tree.map(np.testing.assert_array_equal, p_ours, p_flax)
+    np.testing.assert_allclose(Two(nets.Dense).apply(p_ours, x), Two(nn.Dense).apply(p_flax, x),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_mlp_gradient_has_no_transposed_cotangent_copy():
+    """The reason for nets.matmul: XLA:CPU must not write a [units, T*B] transposed copy of a
+    layer's output cotangent for the kernel gradient (see its docstring)."""
+    mlp = nets.MLP(layers=2, units=64)
+    x = jnp.ones((6, 50, 3))
+    params = mlp.init(jax.random.key(0), x)
+    hlo = jax.jit(jax.grad(lambda p: jnp.sum(mlp.apply(p, x) ** 2))).lower(params).compile().as_text()
+    transposed = [line for line in hlo.splitlines() if 'f32[64,300]' in line and 'fusion(' in line]
+    assert not transposed, transposed
