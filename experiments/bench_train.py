@@ -36,7 +36,8 @@ from mamba_jax import replay, trainer
 def matmul_peak(dtype, n=2048, reps=10) -> float:
     """GFLOP/s of a square matmul (the CPU's practical peak for that dtype)."""
     a = jnp.ones((n, n), dtype)
-    f = jax.jit(lambda x: x @ x)
+    # float32 accumulation, as nets.matmul computes (a bf16-output bf16 matmul takes a slow path)
+    f = jax.jit(lambda x: jnp.dot(x, x, preferred_element_type=jnp.float32))
     f(a).block_until_ready()
     times = []
     for _ in range(reps):

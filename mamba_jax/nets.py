@@ -99,30 +99,72 @@ def layer_norm(dtype: Dtype, name: str | None = None) -> nn.LayerNorm:
 def matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """x [..., I] @ kernel [I, O] -> [..., O], computed as ONE 2-D matmul [N, I] x [I, O].
 
-    Why not ``jnp.dot(x, kernel)`` on [T, B, I]: autodiff turns that dot's kernel gradient into a
-    contraction over two leading axes, and XLA:CPU (jaxlib 0.10) then writes the output
-    cotangent (e.g. a LayerNorm backward) a second time as a transposed [O, T*B] copy, with
-    strided stores, just for that gradient. On the official sizes that was ~25 ms per layer,
-    ~10 layers per update; flattening first removes every such copy (the kernel gradient becomes
-    an ordinary [I, N] x [N, O] matmul) and made a 4-layer [16, 300] MLP's gradient ~25% faster.
-    Numerically the same product.
+    float32 inputs give a float32 product as ``jnp.dot``. bfloat16 inputs (``compute_dtype``
+    bfloat16) give a FLOAT32 product accumulated in float32, and the backward matmuls take bf16
+    operands with float32 accumulation as well (``_matmul_bf16``).
+
+    Why flatten instead of ``jnp.dot(x, kernel)`` on [T, B, I]: autodiff turns that dot's kernel
+    gradient into a contraction over two leading axes, and XLA:CPU (jaxlib 0.10) then writes the
+    output cotangent (e.g. a LayerNorm backward) a second time as a transposed [O, T*B] copy, with
+    strided stores, just for that gradient. On the official sizes that was ~25 ms per layer, ~10
+    layers per update; flattening first removes every such copy (the kernel gradient becomes an
+    ordinary [I, N] x [N, O] matmul) and made a 4-layer [16, 300] MLP's gradient ~25% faster.
+
+    Why a float32 product for bf16: on this CPU XLA's bf16 matmul with a bf16 result runs at
+    ~130 GFLOP/s, slower than float32; with float32 accumulation it takes YNNPACK's bf16 kernels
+    (~500-650 GFLOP/s, measured). And bf16 arrays stacked by a ``lax.scan`` (outputs, or the
+    matmul outputs the 'dots' remat policy saves) are converted whole on every step by XLA:CPU, so
+    matmul outputs stay float32.
     """
     lead = x.shape[:-1]
-    y = jnp.dot(x.reshape((-1, x.shape[-1])), kernel)
+    x2 = x.reshape((-1, x.shape[-1]))
+    if x2.dtype == kernel.dtype == jnp.bfloat16:
+        y = _matmul_bf16(x2, kernel)
+    else:
+        y = jnp.dot(x2, kernel)
     return y.reshape(lead + (kernel.shape[-1],))
 
 
-class Dense(nn.Dense):
-    """``flax.linen.Dense`` over flattened leading axes (see ``matmul``). [..., I] -> [..., F].
+@jax.custom_vjp
+def _matmul_bf16(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """bf16 [N, I] x bf16 [I, O] -> float32 [N, O] (float32 accumulation)."""
+    return jnp.dot(x, kernel, preferred_element_type=jnp.float32)
 
-    Same parameters and auto-name ('Dense_<i>') as ``nn.Dense``, so checkpoints are unchanged.
+
+def _matmul_bf16_fwd(x, kernel):
+    return _matmul_bf16(x, kernel), (x, kernel)
+
+
+def _matmul_bf16_bwd(res, g):
+    """Cotangents in bf16 (the operands' dtype), both matmuls accumulated in float32."""
+    x, kernel = res
+    g = g.astype(x.dtype)
+    dx = jax.lax.dot_general(g, kernel, (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32)
+    dk = jax.lax.dot_general(x, g, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
+    return dx.astype(x.dtype), dk.astype(kernel.dtype)
+
+
+_matmul_bf16.defvjp(_matmul_bf16_fwd, _matmul_bf16_bwd)
+
+
+class Dense(nn.Dense):
+    """``flax.linen.Dense`` computed with ``matmul`` (flattened, f32 accumulation). [..., I] ->
+    [..., F] in ``dtype``.
+
+    Same parameters, initialisation order and auto-name ('Dense_<i>') as ``nn.Dense``, so
+    checkpoints are unchanged; the bias is added in float32 before the cast to ``dtype``.
     """
 
     @nn.compact
     def __call__(self, inputs: jax.Array) -> jax.Array:
-        lead = inputs.shape[:-1]
-        y = super().__call__(inputs.reshape((-1, inputs.shape[-1])))
-        return y.reshape(lead + (y.shape[-1],))
+        kernel = self.param('kernel', self.kernel_init, (inputs.shape[-1], self.features),
+                            self.param_dtype)
+        dtype = self.dtype or inputs.dtype
+        y = matmul(inputs.astype(dtype), kernel.astype(dtype))
+        if self.use_bias:
+            bias = self.param('bias', self.bias_init, (self.features,), self.param_dtype)
+            y = y + bias.astype(y.dtype)
+        return y.astype(dtype)
 
 
 def linear(features: int, dtype: Dtype, *, use_bias: bool = False, init: str = 'trunc',

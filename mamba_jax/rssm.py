@@ -197,6 +197,9 @@ def observe(rssm: RSSM, params, embed: jax.Array, action: jax.Array, is_first: j
     action = jnp.where(first[..., None], 0.0, action.astype(jnp.float32))
     a_proj = _apply(rssm, params, RSSM.action_proj, action)  # [B, T, H]
     e_proj = _apply(rssm, params, RSSM.embed_proj, embed)  # [B, T, H]
+    # float32 into the scan: the backward loop stacks their cotangents, and XLA:CPU converts a
+    # stacked bf16 array whole on every step (a no-op for compute_dtype float32)
+    a_proj, e_proj = a_proj.astype(jnp.float32), e_proj.astype(jnp.float32)
     # uniform noise for all posterior samples drawn at once (cheaper than per-step key splits)
     steps = t if noise_steps is None else noise_steps
     if steps < t:
@@ -226,7 +229,8 @@ def _scan_impl(rssm, unroll, remat, params, offset, a_proj, e_proj, first, unifo
         deter, gru_in = _apply(rssm, params, RSSM.core_offset, stoch, a_p, deter, off)
         logits = _apply(rssm, params, RSSM.post_logits, deter, e_p)
         stoch = dist.onehot_sample_uniform(uni, dist.unimix_probs(logits, rssm.unimix))
-        return (deter, stoch), (deter, stoch, logits, gru_in)
+        # float32: XLA:CPU converts a stacked bf16 scan output whole on every step
+        return (deter, stoch), (deter, stoch, logits, gru_in.astype(jnp.float32))
 
     policy = REMAT_POLICIES[remat]
     if policy is not None:
@@ -250,7 +254,9 @@ REMAT_POLICIES = {'none': None, 'dots': jax.checkpoint_policies.dots_with_no_bat
 
 
 def _zero_offset(rssm, first, a_proj):
-    return jnp.zeros(first.shape + (3 * rssm.deter,), a_proj.dtype)
+    # float32 whatever the compute dtype: its cotangent is stacked per step in the backward loop,
+    # and a bf16 stack there (a convert fused into the update) was copied whole every step
+    return jnp.zeros(first.shape + (3 * rssm.deter,), jnp.float32)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
