@@ -7,6 +7,8 @@ Writes, for the held-out task set of ``experiments.reproduce`` (never used in tr
 
 * ``<out>_figure1.png``: the trained agent's deterministic meta-episodes on four held-out tasks,
   one colour per sub-episode (as in the paper's Figure 1; 2D tasks only).
+* ``<out>_agent.gif``: for MuJoCo (MJX) tasks, the agent's deterministic meta-episode on the first
+  held-out task, rendered headless with ``envs.render_mujoco`` (every ``--gif_stride``-th step).
 * ``<out>_reward.png`` and ``<out>_reward.json``: how well the world model predicts reward
   (the paper's Figure-2 question: does the model know where the reward is once it has seen it?).
   For meta-episodes of the trained agent and, where one exists, of the scripted
@@ -100,6 +102,7 @@ def main():
     p.add_argument("--seed_index", type=int, default=0, help="which agent of a multi-seed run")
     p.add_argument("--tasks", type=int, default=100)
     p.add_argument("--out", default=None, help="output stem (default: <workdir>/inspect)")
+    p.add_argument("--gif_stride", type=int, default=2, help="MJX tasks: GIF frame every n steps")
     args = p.parse_args()
     out = args.out or os.path.join(args.workdir, "inspect")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
@@ -126,9 +129,11 @@ def main():
               "updates": int(np.asarray(run.updates).reshape(-1)[0]), "k": k,
               "tasks": args.tasks, "held_out_seed": HELD_OUT_SEED, "policies": {}}
     traces = {}
+    mujoco_task = hasattr(setup.meta.env, "mj_model")
     for name, (policy, carry) in policies.items():
-        rollout, _ = jax.jit(lambda kk, carry=carry, policy=policy: collect_lib.collect(
-            setup.meta, policy, carry, kk, args.tasks, tasks=tasks))(key)
+        keep = mujoco_task and name == "agent"
+        rollout, _ = jax.jit(lambda kk, carry=carry, policy=policy, keep=keep: collect_lib.collect(
+            setup.meta, policy, carry, kk, args.tasks, tasks=tasks, keep_states=keep))(key)
         filtered, open_loop = jax.jit(lambda d: reward_predictions(
             wm, train.params["wm"], d, jax.random.PRNGKey(0), k))(rollout.data)
         report["policies"][name] = summarise(rollout, filtered, open_loop, c.K)
@@ -141,8 +146,23 @@ def main():
     env = setup.meta.env
     if hasattr(env, "positions"):
         _plot_figure1(setup, traces["agent"][0], tasks, out + "_figure1.png", report)
+    if mujoco_task:
+        _write_gif(setup, traces["agent"][0], out + "_agent.gif", args.gif_stride)
     print(f"wrote {out}_reward.json, {out}_reward.png" +
-          (f", {out}_figure1.png" if hasattr(env, "positions") else ""))
+          (f", {out}_figure1.png" if hasattr(env, "positions") else "") +
+          (f", {out}_agent.gif" if mujoco_task else ""))
+
+
+def _write_gif(setup, rollout, path, stride):
+    """The agent's meta-episode on held-out task 0 as a GIF (MuJoCo frames, goals drawn)."""
+    from envs import render_mujoco
+
+    ok, why = render_mujoco.rendering_available()
+    if not ok:
+        print(f"no GIF: {why}")
+        return
+    first = jax.tree.map(lambda x: np.asarray(x)[0, ::stride], rollout.env_states)
+    render_mujoco.render_rollout(setup.meta.env, first, path, fps=20)
 
 
 def _plot_rewards(traces, c, path, report):

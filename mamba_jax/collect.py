@@ -29,16 +29,19 @@ class Rollout:
     rewards: [N, T] reward of transition t (the one the t-th action produced).
     sub_idx: [N, T] sub-episode each transition belongs to.
     tasks: the task pytree, leaves [N, ...].
+    env_states: the environment state AFTER each transition, leaves [N, T, ...] (``collect`` with
+        ``keep_states=True``, e.g. to render MuJoCo frames); None otherwise.
     """
 
     data: Dict[str, jax.Array]
     rewards: jax.Array
     sub_idx: jax.Array
     tasks: Any
+    env_states: Any = None
 
 
 def collect(meta, policy: PolicyFn, carry, key: jax.Array, num_envs: int,
-            tasks: Optional[Any] = None) -> Tuple[Rollout, Any]:
+            tasks: Optional[Any] = None, keep_states: bool = False) -> Tuple[Rollout, Any]:
     """Plays ``num_envs`` meta-episodes of ``meta.length`` steps.
 
     Args:
@@ -49,6 +52,7 @@ def collect(meta, policy: PolicyFn, carry, key: jax.Array, num_envs: int,
         num_envs: N.
         tasks: optional task pytree with leaves [N, ...] (e.g. fixed evaluation tasks);
             fresh tasks are sampled when None.
+        keep_states: also return every step's environment state (``Rollout.env_states``).
     Returns:
         (Rollout, final carry).
     """
@@ -66,14 +70,16 @@ def collect(meta, policy: PolicyFn, carry, key: jax.Array, num_envs: int,
         record["action"] = prev_a
         action, pcarry = policy(obs, pcarry, k)
         ms = jax.vmap(meta.step)(ms, action)
-        return (ms, pcarry, action.astype(jnp.float32)), (record, ms.reward, ms.sub_idx)
+        out = (record, ms.reward, ms.sub_idx, ms.env_state if keep_states else None)
+        return (ms, pcarry, action.astype(jnp.float32)), out
 
     step_keys = jax.random.split(k_steps, meta.length)
-    (_, carry, _), (records, rewards, sub_idx) = jax.lax.scan(
+    (_, carry, _), (records, rewards, sub_idx, env_states) = jax.lax.scan(
         body, (mstate, carry, prev_action), step_keys)
     swap = lambda x: jnp.swapaxes(x, 0, 1)  # [T, N, ...] -> [N, T, ...]
     rollout = Rollout(data=jax.tree.map(swap, records), rewards=swap(rewards),
-                      sub_idx=swap(sub_idx), tasks=tasks)
+                      sub_idx=swap(sub_idx), tasks=tasks,
+                      env_states=jax.tree.map(swap, env_states))
     return rollout, carry
 
 

@@ -49,3 +49,20 @@ def test_observed_sub_idx_labels_the_state_where_a_transition_ended():
     # the state observed at t = H is the (pre-reset) end of sub-episode 1 (spec 3.2)
     np.testing.assert_array_equal(obs_sub[0], np.concatenate([[0], np.repeat(np.arange(K), H)[:-1]]))
     assert obs_sub[0, H] == 0 and obs_sub[0, H + 1] == 1
+
+
+def test_keep_states_returns_the_state_after_each_transition():
+    meta = make_meta("point_robot", K=K, H=H)
+    policy = collect_lib.random_policy(meta)
+    run = lambda keep: jax.jit(lambda k: collect_lib.collect(
+        meta, policy, None, k, N, keep_states=keep))(jax.random.PRNGKey(3))[0]
+    plain, kept = run(False), run(True)
+    assert plain.env_states is None
+    np.testing.assert_array_equal(np.asarray(plain.data["state"]), np.asarray(kept.data["state"]))
+    obs = np.asarray(kept.env_states.obs)  # [N, T, 2]: the position after transition t
+    assert obs.shape == (N, K * H, meta.obs_dim)
+    # within a sub-episode the next observed state is the state after the transition; at a
+    # boundary the env state is already the next sub-episode's start
+    inner = [t for t in range(K * H - 1) if (t + 1) % H != 0]
+    np.testing.assert_allclose(obs[:, inner], np.asarray(kept.data["state"])[:, [t + 1 for t in inner]])
+    np.testing.assert_allclose(obs[:, H - 1], 0.0, atol=1e-6)  # point robot restarts at the origin

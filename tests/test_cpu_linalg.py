@@ -40,10 +40,13 @@ def test_no_lapack_call_is_split_over_the_pool_and_results_match():
 
     rng = np.random.default_rng(0)
     # 27x27 potrf: jaxlib would split batches of 32 and more (its 2e5-FLOP rule); they become
-    # inline-sized LAPACK chunks. 4x4 batches of 16+ use the fused code (faster), smaller LAPACK.
+    # inline-sized LAPACK chunks. 4x4 batches of 16+ use the fused code (faster), smaller LAPACK;
+    # 9x9 (HalfCheetah) stays on LAPACK, in chunks beyond 823 matrices.
     for batch, n, lapack_expected in [(32, 27, True), (64, 27, True), (16, 27, True),
-                                      (4, 27, True), (16, 4, False), (8, 4, True)]:
-        assert cpu_linalg.lapack_runs_inline(batch, n ** 3 // 3) == (batch < 32 or n < 27)
+                                      (4, 27, True), (16, 4, False), (8, 4, True),
+                                      (256, 9, True), (1024, 9, True)]:
+        inline = batch <= 823 if n == 9 else (batch < 32 or n < 27)
+        assert cpu_linalg.lapack_runs_inline(batch, n ** 3 // 3) == inline
         a = _spd(rng, (batch,), n)
         b = rng.normal(size=(batch, n)).astype(np.float32)
         f = jax.jit(jax.vmap(solve))
@@ -60,7 +63,7 @@ def test_other_dtypes_and_wide_matrices_match_numpy_without_split_calls(dtype):
     if not cpu_linalg.needs_workaround() or jax.default_backend() != "cpu":
         pytest.skip("workaround only applies to jaxlib < 0.11.2 on CPU")
     rng = np.random.default_rng(2)
-    for batch, n in [(64, 27), (4, 70), (24, 9)]:  # chunked LAPACK; (24, 9) real: fused code
+    for batch, n in [(64, 27), (4, 70), (24, 9), (24, 4)]:  # LAPACK; (24, 4) real: fused code
         a = rng.normal(size=(batch, n, n)) + (1j * rng.normal(size=(batch, n, n))
                                               if np.iscomplexobj(dtype(0)) else 0)
         a = (a @ np.conj(np.swapaxes(a, -1, -2)) + n * np.eye(n)).astype(dtype)
@@ -79,7 +82,7 @@ def test_a_failed_factorisation_is_all_nan_like_lapack():
 
 
 def test_gradients_through_the_fused_code_match_lapack():
-    a = jnp.asarray(_spd(np.random.default_rng(1), (32,), 5))  # batch 32 of 5x5: fused code
+    a = jnp.asarray(_spd(np.random.default_rng(1), (32,), 4))  # batch 32 of 4x4: fused code
     grad = jax.jit(jax.grad(lambda a: jnp.sum(jnp.sin(jnp.linalg.cholesky(a)))))
     fused = np.asarray(grad(a))
     lapack = np.concatenate([np.asarray(grad(a[i:i + 2])) for i in range(0, 32, 2)])  # batch 2
