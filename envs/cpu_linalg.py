@@ -16,9 +16,11 @@ triangular solve (trsm), with jaxlib's own work rule (``lapack_runs_inline``):
 * a batch it would split becomes several LAPACK calls on consecutive chunks, each small enough to
   run inline (``_in_chunks``). The chunks are independent, so XLA still spreads them over the
   pool's threads, but no thread ever waits for the pool;
-* batches of 16 or more small real matrices (up to 12x12) use fused code instead, because it is
-  faster than LAPACK's per-matrix calls: ``unrolled_cholesky`` (static slices, elementwise ops)
-  and XLA's own triangular-solve expansion.
+* batches of 16 or more small real matrices use fused code instead, because it is faster than
+  LAPACK's per-matrix calls: ``unrolled_cholesky`` (static slices, elementwise ops) up to 4x4,
+  and XLA's own triangular-solve expansion up to 12x12. Larger Cholesky factorisations stay on
+  LAPACK (inline or chunked): inside an MJX step the fused 9x9 code was slower than LAPACK, see
+  ``FUSED_CHOLESKY_N``.
 Other batched LAPACK kernels (LU, QR, eigh, ...) are untouched and keep the hazard.
 ``splitting_lapack_calls(hlo_text)`` lists the potrf/trsm calls in a compiled program that could
 still block. Speed in MJX steps (README, Performance): Reacher got faster; Humanoid, whose 23x23
@@ -43,6 +45,17 @@ _MIN_WORK = 200_000  # jaxlib's kMinWorkPerTask: a batch with less work (FLOP) s
 # (batch 256, 9x9: potrf 0.08 vs 0.10 ms, cho_solve 0.04 vs 0.09 ms; Reacher's 2x2 MJX step
 # 1.1-1.5x faster), so it is used there even where LAPACK would run inline.
 FUSED_SMALL_N, FUSED_SMALL_MIN_BATCH = 12, 16
+# ... but only up to 4x4 for the Cholesky factorisation itself. Measured alone, the fused 9x9 code
+# beats LAPACK (above; 0.09 vs 0.23 ms here), but inside HalfCheetah's MJX step (six 9x9
+# factorisations per physics step: mass matrix, Newton Hessian x4, implicit damping) its ~27
+# fusions per matrix cost more than one LAPACK call: a jax.profiler trace at 256 envs put the
+# fused Cholesky, with its triangular solves, at ~28% of the step. With LAPACK potrf (triangular
+# solves unchanged) cheetah_vel (bench_mjx's loop, A/B in one process, 5 rounds) at 256 parallel
+# ran 1.28-1.46x faster per CPU-second (median 7.3k -> 10.4k env steps) with jaxlib's default
+# XLA flags and 1.09-1.27x (9.6k -> 11.9k) with the training process's flags
+# (mamba_jax/memory.py); at 1024 parallel, where the LAPACK call is chunked, no change
+# (0.96-1.1x). Reacher's 2x2 keeps the fused code (LAPACK there was 0.8-1.0x).
+FUSED_CHOLESKY_N = 4
 
 
 def lapack_runs_inline(batch: int, cost_per_matrix: int) -> bool:
@@ -127,7 +140,7 @@ def _cholesky_cpu_lowering(ctx, x):
     batch = _batch(aval)
     if not supported or n == 0:
         return lax_linalg._cholesky_cpu_lowering(ctx, x)
-    if _small(batch, n) and not _complex(aval):
+    if _small(batch, n) and n <= FUSED_CHOLESKY_N and not _complex(aval):
         return mlir.lower_fun(unrolled_cholesky, multiple_results=False)(ctx, x)
     if lapack_runs_inline(batch, cost):
         return lax_linalg._cholesky_cpu_lowering(ctx, x)

@@ -46,6 +46,23 @@ chunks that never wait on XLA's thread pool, or in fused code for small matrices
 (``envs/cpu_linalg.py``: jaxlib's batched LAPACK kernels can deadlock that pool; Humanoid at 256
 parallel hung every time before).
 
+Where a HalfCheetah step goes (jax.profiler trace of the jitted, vmapped ``mjx.step`` at 256
+envs, 3/2, per-op times): the solver ~55-60% (per Newton iteration the line search and the
+Hessian J^T D J, a [9 x 22] x [22 x 9] batched dot at 150-250 us each), the fused 9x9 Cholesky
+factorisations with their triangular solves ~28% (now LAPACK, see ``cpu_linalg.FUSED_CHOLESKY_N``:
+1.28-1.46x on the whole benchmark at 256 parallel, none at 1024), and XLA:CPU's YNNPACK
+reduce fusions (the line search's sums over constraint rows) ~15%. The training process turns
+those off (``mamba_jax/memory.configure_process``); with its flags the benchmark ran 1.15-1.8x
+faster than with jaxlib's defaults (A/B in one process through per-compile options), so
+bench_mjx, which does not call it, understates the speed in training. Tried without a
+measurable gain (A/B/A/B in one process, within the ~10-15% noise of this shared 2-core machine):
+unrolling the ``frame_skip`` loop, the solver's ``while_loop`` as 3 unrolled iterations, the
+constraint Hessian as one batched matvec with J_i J_j precomputed per physics step (1.03-1.06x),
+elementwise triangular solves (substitution over scalar entries) instead of XLA's expansion; the
+Hessian as broadcast-multiply-sum was 0.6x. No disable flag applies: the model has no friction
+loss, sensors, tendons or equality constraints, and gravity, springs, damping, actuation and
+clamping are all used.
+
 ``tests/test_mjx_envs.py`` checks each tuned MJX model against native ``mujoco.mj_step`` on the
 untuned model. ``experiments/bench_mjx.py`` measures the speed.
 """

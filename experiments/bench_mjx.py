@@ -14,7 +14,11 @@ side depends on what else runs; ``steps_per_cpu_s`` (env steps per CPU-second us
 is the per-core figure, and the MJX/native ratios are given for both. The machine load average is
 recorded with every row.
 
-Usage: python -m experiments.bench_mjx [--quick] [--out bench_out/bench_mjx.json]
+XLA flags are the training process's (``mamba_jax.memory.configure_process``: YNNPACK reduce fusions
+off, memory-minimising scheduler), since that is how collection runs; ``--jaxlib_defaults`` keeps
+jaxlib's own (HalfCheetah then runs 1.15-1.8x slower, measured in session 6).
+
+Usage: python -m experiments.bench_mjx [--quick] [--jaxlib_defaults] [--out bench_out/bench_mjx.json]
 """
 from __future__ import annotations
 
@@ -26,6 +30,13 @@ import time
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from mamba_jax import memory  # noqa: E402
+
+# The XLA settings the training process runs collection with (experiments.train calls the same);
+# --jaxlib_defaults measures with jaxlib's own. Must precede the first jax import.
+if "--jaxlib_defaults" not in sys.argv:
+    memory.configure_process()
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -170,6 +181,8 @@ def run(quick: bool = False, tasks=TASKS) -> list[dict]:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
+    parser.add_argument("--jaxlib_defaults", action="store_true",
+                        help="jaxlib's default XLA flags instead of the training process's")
     parser.add_argument("--out", default="bench_out/bench_mjx.json")
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma list of MJX tasks")
     args = parser.parse_args(argv)
