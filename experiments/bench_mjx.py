@@ -158,6 +158,8 @@ def run(quick: bool = False, tasks=TASKS) -> list[dict]:
             rows.append(reference)
         if quick:
             plan = [(1, 50), (64, 20)]
+        elif task.startswith("cheetah"):
+            plan = [(1, 400), (64, 100), (256, 50), (1024, 20)]
         elif heavy:
             plan = [(1, 400), (64, 100), (256, 50)]
         else:
