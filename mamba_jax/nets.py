@@ -247,7 +247,7 @@ class GRULN(nn.Module):
         self.norm = layer_norm(jnp.float32)
 
     def project_h(self, h: jax.Array) -> jax.Array:
-        """W_h h: [..., D] -> [..., 3D] (compute dtype)."""
+        """W_h h: [..., D] -> [..., 3D] (float32; see ``matmul``)."""
         return matmul(h.astype(self.dtype), self.kernel[self.inputs:].astype(self.dtype))
 
     def __call__(self, x: jax.Array, h: jax.Array, h_proj: jax.Array | None = None) -> jax.Array:
