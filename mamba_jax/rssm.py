@@ -283,10 +283,9 @@ def _posterior_scan_fwd(rssm, unroll, remat, params, a_proj, e_proj, first, unif
 def _posterior_scan_bwd(rssm, unroll, remat, res, g):
     vjp_fn, gru_in = res
     d_params, d_offset, d_a, d_e = vjp_fn(g)
-    # [I, T*B] x [T*B, O] as one 2-D matmul (see nets.matmul: no transposed copy of d_offset)
-    d_kernel = jnp.dot(gru_in.reshape((-1, gru_in.shape[-1])).T,
-                       d_offset.reshape((-1, d_offset.shape[-1])),
-                       preferred_element_type=jnp.float32)
+    # Not flattened like nets.matmul: these are time-major [T, B, ...] with B sharded over the
+    # data mesh, and merging T and B would make GSPMD all-gather them.
+    d_kernel = jnp.einsum('tbi,tbo->io', gru_in, d_offset, preferred_element_type=jnp.float32)
     d_params = dict(d_params)
     d_params['gru'] = dict(d_params['gru'], kernel=d_params['gru']['kernel'] + d_kernel)
     return d_params, d_a, d_e, None, None
