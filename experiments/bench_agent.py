@@ -26,6 +26,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from experiments import bench_common  # noqa: E402
 from mamba_jax.agent import Agent  # noqa: E402
 from mamba_jax.config import agent_config  # noqa: E402
 
@@ -88,19 +89,6 @@ def make_batch(b, t, obs_dim, action_dim, seed=0):
             'is_first': is_first, 'is_terminal': np.zeros((b, t), bool), 'action': action}
 
 
-def matmul_peak(dtype, n=2048, repeats=5) -> float:
-    """GFLOP/s of a square n x n matmul in ``dtype`` (best of ``repeats``)."""
-    a = jax.random.normal(jax.random.key(0), (n, n)).astype(dtype)
-    b = jax.random.normal(jax.random.key(1), (n, n)).astype(dtype)
-    f = jax.jit(lambda x, y: jnp.dot(x, y, preferred_element_type=jnp.float32))
-    f(a, b).block_until_ready()
-    best = float('inf')
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        f(a, b).block_until_ready()
-        best = min(best, time.perf_counter() - t0)
-    return 2.0 * n**3 / best / 1e9
-
 
 def bench(name, cfg, obs_dim, action_dim, b, t, repeats) -> dict:
     agent = Agent(cfg, obs_dim=obs_dim, action_dim=action_dim, discrete=False)
@@ -144,7 +132,8 @@ def main():
     repeats = 3 if args.quick else args.repeats
     dtypes = args.dtypes.split(',')
 
-    peaks = {d: matmul_peak(jnp.float32 if d == 'float32' else jnp.bfloat16) for d in dtypes}
+    peaks = {d: bench_common.matmul_peak(jnp.float32 if d == 'float32' else jnp.bfloat16)
+             for d in dtypes}
     print('matmul peak GFLOP/s:', peaks, flush=True)
     point_robot = dict(enc_mlp_layers=4, dec_mlp_layers=4, imag_horizon=2, reconstruction_window=3)
     configs = [('official_point_robot', 'official', point_robot)]

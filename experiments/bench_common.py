@@ -4,8 +4,10 @@ from __future__ import annotations
 import json
 import os
 import platform
+import time
 
 import jax
+import jax.numpy as jnp
 
 
 def cpu_model() -> str:
@@ -43,3 +45,19 @@ def write_json(path: str, result: dict) -> None:
     with open(path, "w") as f:
         json.dump(result, f, indent=2)
     print(f"wrote {path}")
+
+
+def matmul_peak(dtype, n: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of a square n x n matmul in ``dtype`` with float32 accumulation, as
+    ``mamba_jax.nets.matmul`` computes (a bf16-output bf16 matmul takes a slow path on XLA:CPU);
+    best of ``repeats``. The CPU's practical peak for that dtype."""
+    a = jax.random.normal(jax.random.key(0), (n, n)).astype(dtype)
+    b = jax.random.normal(jax.random.key(1), (n, n)).astype(dtype)
+    f = jax.jit(lambda x, y: jnp.dot(x, y, preferred_element_type=jnp.float32))
+    f(a, b).block_until_ready()
+    best = float('inf')
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        f(a, b).block_until_ready()
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n**3 / best / 1e9

@@ -33,18 +33,6 @@ from mamba_jax import collect as collect_lib
 from mamba_jax import replay, trainer
 
 
-def matmul_peak(dtype, n=2048, reps=10) -> float:
-    """GFLOP/s of a square matmul (the CPU's practical peak for that dtype)."""
-    a = jnp.ones((n, n), dtype)
-    # float32 accumulation, as nets.matmul computes (a bf16-output bf16 matmul takes a slow path)
-    f = jax.jit(lambda x: jnp.dot(x, x, preferred_element_type=jnp.float32))
-    f(a).block_until_ready()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        f(a).block_until_ready()
-        times.append(time.perf_counter() - t)
-    return 2 * n ** 3 / min(times) / 1e9
 
 
 def _time(fn, reps):
@@ -173,8 +161,8 @@ def main():
     p.add_argument("--bucket_lengths", default="64,128,192,300",
                    help="comma-separated L for the per-length update times ('' to skip)")
     args = p.parse_args()
-    peak32 = matmul_peak(jnp.float32)
-    peak16 = matmul_peak(jnp.bfloat16)
+    peak32 = bench_common.matmul_peak(jnp.float32, repeats=10)
+    peak16 = bench_common.matmul_peak(jnp.bfloat16, repeats=10)
     _say(f"matmul peak {peak32:.0f} GFLOP/s float32, {peak16:.0f} bfloat16")
     rows = []
     for dtype in args.dtypes.split(","):
