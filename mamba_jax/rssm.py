@@ -253,7 +253,7 @@ REMAT_POLICIES = {'none': None, 'dots': jax.checkpoint_policies.dots_with_no_bat
                   'nothing': jax.checkpoint_policies.nothing_saveable}
 
 
-def _zero_offset(rssm, first, a_proj):
+def _zero_offset(rssm, first):
     # float32 whatever the compute dtype: its cotangent is stacked per step in the backward loop,
     # and a bf16 stack there (a convert fused into the update) was copied whole every step
     return jnp.zeros(first.shape + (3 * rssm.deter,), jnp.float32)
@@ -269,12 +269,12 @@ def _posterior_scan(rssm, unroll, remat, params, a_proj, e_proj, first, uniform)
     per-step matmul-output cotangent, and the kernel gradient is sum_t in_t^T d offset_t, computed
     after the scan as a single [in, T*B] x [T*B, out] matmul. Values and gradients are unchanged.
     """
-    offset = _zero_offset(rssm, first, a_proj)
+    offset = _zero_offset(rssm, first)
     return _scan_impl(rssm, unroll, remat, params, offset, a_proj, e_proj, first, uniform)[0]
 
 
 def _posterior_scan_fwd(rssm, unroll, remat, params, a_proj, e_proj, first, uniform):
-    offset = _zero_offset(rssm, first, a_proj)
+    offset = _zero_offset(rssm, first)
     fn = lambda p, off, a, e: _scan_impl(rssm, unroll, remat, p, off, a, e, first, uniform)
     out, vjp_fn, gru_in = jax.vjp(fn, params, offset, a_proj, e_proj, has_aux=True)
     return out, (vjp_fn, gru_in)
