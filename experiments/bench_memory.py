@@ -32,6 +32,7 @@ def run_once(rounds: int, stock: bool, cache: bool = True) -> dict:
         env["XLA_FLAGS"] = "--xla_cpu_enable_concurrency_optimized_scheduler=true"
         env["MALLOC_ARENA_MAX"] = str(8 * (os.cpu_count() or 1))  # glibc's default cap
         env["MAMBA_JAX_MALLOC_TRIM"] = "0"
+        env["MAMBA_JAX_HUGEPAGES"] = "0"
     with tempfile.TemporaryDirectory() as tmp:
         env["JAX_COMPILATION_CACHE_DIR"] = os.path.join(tmp, "xla")  # compile from scratch
         workdir = os.path.join(tmp, "run")

@@ -23,6 +23,9 @@ import time
 
 from mamba_jax import memory
 
+if __name__ == "__main__":
+    memory.relaunch_with_huge_pages()  # 2 MiB pages for XLA's per-call temp buffers (mamba_jax.memory)
+
 memory.configure_process()  # before JAX's CPU backend exists
 
 import jax  # noqa: E402

@@ -17,6 +17,9 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
 
 from mamba_jax import memory  # noqa: E402  (does not import jax)
 
+if __name__ == "__main__":
+    memory.relaunch_with_huge_pages()  # 2 MiB pages for XLA's per-call temp buffers (mamba_jax.memory)
+
 memory.configure_process()  # before JAX's CPU backend exists: lean scheduler, 2 malloc arenas
 
 from absl import app, flags, logging

@@ -3,6 +3,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from mamba_jax import memory
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -53,3 +55,43 @@ def test_rss_and_trim():
     del block
     memory.release_free_memory()  # must not fail; returns memory where glibc is present
     assert memory.rss_mb()["rss_mb"] < after["rss_mb"]
+
+
+_RELAUNCH_SCRIPT = """
+import ctypes, os, resource, sys
+sys.path.insert(0, {repo!r})
+from mamba_jax import memory
+print("START", sys.argv[1:], flush=True)
+memory.relaunch_with_huge_pages()
+libc = ctypes.CDLL("libc.so.6"); libc.malloc.restype = ctypes.c_void_p
+n = 64 << 20
+f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+p = libc.malloc(n); ctypes.memset(p, 1, n)
+print("FAULTS", resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+print("TUNABLES", os.environ.get("GLIBC_TUNABLES", ""))
+"""
+
+
+def _relaunch(tmp_path, env):
+    script = tmp_path / "entry.py"
+    script.write_text(_RELAUNCH_SCRIPT.format(repo=REPO))
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("GLIBC_TUNABLES", "MAMBA_JAX_HUGEPAGES")} | env
+    out = subprocess.run([sys.executable, str(script), "--flag=1"], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    faults = int(out.split("FAULTS")[1].split()[0])
+    return out, faults
+
+
+@pytest.mark.skipif(memory._libc() is None or not memory._thp_enabled(),
+                    reason="needs glibc and transparent huge pages")
+def test_relaunch_with_huge_pages_reexecs_once_and_cuts_page_faults(tmp_path):
+    pages = (64 << 20) // 4096
+    out, faults = _relaunch(tmp_path, {"MAMBA_JAX_HUGEPAGES": "0"})
+    assert out.count("START") == 1 and "glibc.malloc.hugetlb" not in out
+    assert faults > pages // 2  # 4 KiB pages: one fault each
+    out, faults = _relaunch(tmp_path, {})
+    # the program ran again from the start with the same arguments, once, with the tunable
+    assert out.count("START ['--flag=1']") == 2
+    assert "TUNABLES glibc.malloc.hugetlb=1" in out
+    assert faults < pages // 20, faults
