@@ -22,8 +22,11 @@ from experiments import bench_common
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_once(rounds: int, stock: bool, cache: bool = True) -> dict:
+def run_once(rounds: int, stock: bool, cache: bool = True, hugepages: bool = True) -> dict:
     env = dict(os.environ)
+    env.pop("MAMBA_JAX_HUGEPAGES", None)
+    if not hugepages:
+        env["MAMBA_JAX_HUGEPAGES"] = "0"
     if not cache:
         env["JAX_ENABLE_COMPILATION_CACHE"] = "false"
     env.pop("XLA_FLAGS", None)
@@ -50,6 +53,7 @@ def run_once(rounds: int, stock: bool, cache: bool = True) -> dict:
             rows = [json.loads(line) for line in f if "round_seconds" in line]
     steady = [r["round_seconds"] for r in rows[1:]]  # round 1 includes compilation
     return {"settings": "stock" if stock else "mamba_jax.memory",
+            "hugepages": hugepages and not stock,
             "compilation_cache": cache,
             "peak_rss_mb": summary["peak_rss_mb"],
             "rss_mb_after_each_round": [r.get("rss_mb") for r in rows],
@@ -63,13 +67,17 @@ def main():
     p.add_argument("--out", default=os.path.join(REPO, "bench_out", "bench_memory.json"))
     p.add_argument("--variants", default="ours,ours_nocache,stock",
                    help="comma list of: ours (mamba_jax.memory defaults), ours_nocache (same with "
-                        "the persistent compilation cache off), stock (stock XLA/glibc settings)")
+                        "the persistent compilation cache off), ours_nohugepages (same without "
+                        "the huge-page relaunch), stock (stock XLA/glibc settings); repeat "
+                        "variants to alternate them")
     args = p.parse_args()
     rows = []
     for variant in args.variants.split(","):
-        if variant not in ("ours", "ours_nocache", "stock"):
+        if variant not in ("ours", "ours_nocache", "ours_nohugepages", "stock"):
             p.error(f"--variants: unknown variant {variant!r}")
-        row = run_once(args.rounds, stock=variant == "stock", cache=variant != "ours_nocache")
+        row = run_once(args.rounds, stock=variant == "stock", cache=variant != "ours_nocache",
+                       hugepages=variant != "ours_nohugepages")
+        row["variant"] = variant
         print(json.dumps(row), flush=True)
         rows.append(row)
     result = {"machine": bench_common.machine_info(), "config": "point_robot (official)",
