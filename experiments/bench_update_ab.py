@@ -27,6 +27,8 @@ import time
 
 from mamba_jax import memory
 
+if __name__ == "__main__":
+    memory.relaunch_with_huge_pages()  # as the training entry points run
 memory.configure_process()
 
 import jax  # noqa: E402
@@ -55,10 +57,10 @@ def export_reference(rev: str, dest: str) -> str:
     return dest
 
 
-def build(package: str, batch, key, wm_h):
+def build(package: str, batch, key, wm_h, dtype: str = "float32"):
     agent_mod = importlib.import_module(package + ".agent")
     config_mod = importlib.import_module(package + ".config")
-    cfg = config_mod.agent_config("official", compute_dtype="float32", enc_mlp_layers=4,
+    cfg = config_mod.agent_config("official", compute_dtype=dtype, enc_mlp_layers=4,
                                   dec_mlp_layers=4, imag_horizon=2, reconstruction_window=3)
     agent = agent_mod.Agent(cfg, obs_dim=2, action_dim=2, discrete=False)
     state = agent.init(jax.random.key(0))
@@ -76,6 +78,8 @@ def main():
     p.add_argument("--ref", required=True, help="git revision to compare against")
     p.add_argument("--reps", type=int, default=8)
     p.add_argument("--out", default="bench_out/update_ab.json")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                   help="compute_dtype of both builds")
     args = p.parse_args()
     rev = subprocess.run(["git", "rev-parse", args.ref], cwd=REPO, check=True, capture_output=True,
                          text=True).stdout.strip()
@@ -83,8 +87,8 @@ def main():
     key, wm_h = jax.random.key(1), jnp.int32(300)
     with tempfile.TemporaryDirectory() as tmp:
         sys.path.insert(0, export_reference(rev, tmp))
-        versions = {f"ref {rev[:10]}": build("mamba_ref", batch, key, wm_h),
-                    "working tree": build("mamba_jax", batch, key, wm_h)}
+        versions = {f"ref {rev[:10]}": build("mamba_ref", batch, key, wm_h, args.dtype),
+                    "working tree": build("mamba_jax", batch, key, wm_h, args.dtype)}
         times = {k: [] for k in versions}
         for _ in range(args.reps):
             for k, (compiled, state, _, _) in versions.items():
@@ -97,7 +101,7 @@ def main():
                    "compile_s": compile_s, "temp_mb": temp}
         print(f"{k:>16}: update {rows[k]['update_s_median']:.3f} s (median of {args.reps}), "
               f"min {min(times[k]):.3f} s, temp buffer {temp:.0f} MB")
-    bench_common.write_json(args.out, {"machine": bench_common.machine_info(), "ref": rev,
+    bench_common.write_json(args.out, {"machine": bench_common.machine_info(), "ref": rev, "compute_dtype": args.dtype,
                                        "rows": rows})
 
 

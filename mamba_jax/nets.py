@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
+from jax.ad_checkpoint import checkpoint_name
 import jax.numpy as jnp
 
 Dtype = Any
@@ -96,6 +97,9 @@ def layer_norm(dtype: Dtype, name: str | None = None) -> nn.LayerNorm:
                         force_float32_reductions=True, name=name)
 
 
+MATMUL_NAME = 'nets.matmul'  # checkpoint_name of bf16 matmul outputs (a custom_vjp, not a dot)
+
+
 def matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """x [..., I] @ kernel [I, O] -> [..., O], computed as ONE 2-D matmul [N, I] x [I, O].
 
@@ -119,7 +123,8 @@ def matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
     lead = x.shape[:-1]
     x2 = x.reshape((-1, x.shape[-1]))
     if x2.dtype == kernel.dtype == jnp.bfloat16:
-        y = _matmul_bf16(x2, kernel)
+        # named so that remat policies can save it like a plain dot's output (MATMUL_NAME)
+        y = checkpoint_name(_matmul_bf16(x2, kernel), MATMUL_NAME)
     else:
         y = jnp.dot(x2, kernel)
     return y.reshape(lead + (kernel.shape[-1],))

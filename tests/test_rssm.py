@@ -155,3 +155,18 @@ def test_observe_gradients_match_stepping(model, remat):
     g2 = tjit(jax.grad(loss_loop, argnums=(0, 1)))(p, embed)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5), g1, g2)
     assert np.any(g1[0]['gru']['kernel'] != 0)
+
+
+def test_dots_remat_policy_saves_bf16_matmul_outputs():
+    """The 'dots' scan policy keeps bf16 matmul outputs (a custom_vjp, invisible to XLA's dot
+    policy) instead of recomputing the matmul in the backward pass: 1 forward + 2 backward dots."""
+    from mamba_jax import nets
+
+    def dots_in_grad(policy):
+        f = jax.checkpoint(lambda x, k: jnp.sum(jnp.sin(nets.matmul(x, k))), policy=policy)
+        x, k = jnp.ones((4, 8), jnp.bfloat16), jnp.ones((8, 3), jnp.bfloat16)
+        return str(jax.make_jaxpr(jax.grad(f, argnums=(0, 1)))(x, k)).count('dot_general')
+
+    assert dots_in_grad(rssm_lib.REMAT_POLICIES['dots']) == 3
+    # XLA's policy alone recomputes the forward matmul
+    assert dots_in_grad(jax.checkpoint_policies.dots_with_no_batch_dims_saveable) == 4
