@@ -89,7 +89,6 @@ def make_batch(b, t, obs_dim, action_dim, seed=0):
             'is_first': is_first, 'is_terminal': np.zeros((b, t), bool), 'action': action}
 
 
-
 def bench(name, cfg, obs_dim, action_dim, b, t, repeats) -> dict:
     agent = Agent(cfg, obs_dim=obs_dim, action_dim=action_dim, discrete=False)
     state = agent.init(jax.random.key(0))

@@ -25,7 +25,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def run_once(rounds: int, stock: bool, cache: bool = True, hugepages: bool = True) -> dict:
     env = dict(os.environ)
     env.pop("MAMBA_JAX_HUGEPAGES", None)
-    if not hugepages:
+    hugepages = hugepages and not stock
+    if not hugepages:  # what a process gets without the relaunch (stock: always)
         env["MAMBA_JAX_HUGEPAGES"] = "0"
     if not cache:
         env["JAX_ENABLE_COMPILATION_CACHE"] = "false"
@@ -35,7 +36,6 @@ def run_once(rounds: int, stock: bool, cache: bool = True, hugepages: bool = Tru
         env["XLA_FLAGS"] = "--xla_cpu_enable_concurrency_optimized_scheduler=true"
         env["MALLOC_ARENA_MAX"] = str(8 * (os.cpu_count() or 1))  # glibc's default cap
         env["MAMBA_JAX_MALLOC_TRIM"] = "0"
-        env["MAMBA_JAX_HUGEPAGES"] = "0"
     with tempfile.TemporaryDirectory() as tmp:
         env["JAX_COMPILATION_CACHE_DIR"] = os.path.join(tmp, "xla")  # compile from scratch
         workdir = os.path.join(tmp, "run")
@@ -53,7 +53,7 @@ def run_once(rounds: int, stock: bool, cache: bool = True, hugepages: bool = Tru
             rows = [json.loads(line) for line in f if "round_seconds" in line]
     steady = [r["round_seconds"] for r in rows[1:]]  # round 1 includes compilation
     return {"settings": "stock" if stock else "mamba_jax.memory",
-            "hugepages": hugepages and not stock,
+            "hugepages": hugepages,
             "compilation_cache": cache,
             "peak_rss_mb": summary["peak_rss_mb"],
             "rss_mb_after_each_round": [r.get("rss_mb") for r in rows],

@@ -36,8 +36,6 @@ from mamba_jax import collect as collect_lib
 from mamba_jax import replay, trainer
 
 
-
-
 def _time(fn, reps):
     times = []
     for _ in range(reps):

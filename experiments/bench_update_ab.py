@@ -101,8 +101,8 @@ def main():
                    "compile_s": compile_s, "temp_mb": temp}
         print(f"{k:>16}: update {rows[k]['update_s_median']:.3f} s (median of {args.reps}), "
               f"min {min(times[k]):.3f} s, temp buffer {temp:.0f} MB")
-    bench_common.write_json(args.out, {"machine": bench_common.machine_info(), "ref": rev, "compute_dtype": args.dtype,
-                                       "rows": rows})
+    bench_common.write_json(args.out, {"machine": bench_common.machine_info(), "ref": rev,
+                                       "compute_dtype": args.dtype, "rows": rows})
 
 
 if __name__ == "__main__":
