@@ -22,7 +22,8 @@ from experiments import bench_common
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_once(rounds: int, stock: bool, cache: bool = True, hugepages: bool = True) -> dict:
+def run_once(rounds: int, stock: bool, cache: bool = True, hugepages: bool = True,
+             dtype: str | None = None) -> dict:
     env = dict(os.environ)
     env.pop("MAMBA_JAX_HUGEPAGES", None)
     hugepages = hugepages and not stock
@@ -42,7 +43,7 @@ def run_once(rounds: int, stock: bool, cache: bool = True, hugepages: bool = Tru
         cmd = [sys.executable, "-m", "experiments.train",
                "--config=experiments/configs/point_robot.py", f"--workdir={workdir}",
                f"--max_rounds={rounds}", "--no_progress", "--wandb_mode=disabled",
-               ]
+               ] + ([f"--config.compute_dtype={dtype}"] if dtype else [])
         t = time.time()
         proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
         if proc.returncode != 0:
@@ -55,6 +56,7 @@ def run_once(rounds: int, stock: bool, cache: bool = True, hugepages: bool = Tru
     return {"settings": "stock" if stock else "mamba_jax.memory",
             "hugepages": hugepages,
             "compilation_cache": cache,
+            "compute_dtype": summary.get("compute_dtype"),
             "peak_rss_mb": summary["peak_rss_mb"],
             "rss_mb_after_each_round": [r.get("rss_mb") for r in rows],
             "round_seconds_steady": sum(steady) / max(len(steady), 1),
@@ -69,14 +71,18 @@ def main():
                    help="comma list of: ours (mamba_jax.memory defaults), ours_nocache (same with "
                         "the persistent compilation cache off), ours_nohugepages (same without "
                         "the huge-page relaunch), stock (stock XLA/glibc settings); repeat "
-                        "variants to alternate them")
+                        "variants to alternate them; VARIANT:DTYPE sets compute_dtype (default: "
+                        "the config's 'auto'), e.g. ours:float32,ours:bfloat16")
     args = p.parse_args()
     rows = []
-    for variant in args.variants.split(","):
+    for spec in args.variants.split(","):
+        variant, _, dtype = spec.partition(":")
         if variant not in ("ours", "ours_nocache", "ours_nohugepages", "stock"):
             p.error(f"--variants: unknown variant {variant!r}")
+        if dtype not in ("", "auto", "float32", "bfloat16"):
+            p.error(f"--variants: unknown compute_dtype {dtype!r} in {spec!r}")
         row = run_once(args.rounds, stock=variant == "stock", cache=variant != "ours_nocache",
-                       hugepages=variant != "ours_nohugepages")
+                       hugepages=variant != "ours_nohugepages", dtype=dtype or None)
         row["variant"] = variant
         print(json.dumps(row), flush=True)
         rows.append(row)

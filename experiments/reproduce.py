@@ -187,6 +187,7 @@ def main():
             "frames_real": frames,
             "frames_official_logger_units": prefill + 2 * max(frames - prefill, 0),
             "updates": summary["updates"],
+            "compute_dtype": setup.config.compute_dtype,
             "wall_seconds_this_call": time.time() - t0,
             # rounds + evaluations over all calls (resumes included), compile excluded
             "train_wall_seconds": sum(r.get("round_seconds", 0.0) + r.get("eval/seconds", 0.0)

@@ -191,6 +191,9 @@ def train(config, workdir: str, resume: bool = False, progress: bool = True,
                                resume=resume, write=is_main)
     if log.wandb_error:
         print(log.wandb_error, file=sys.stderr)
+    if is_main:
+        how = f" (compute_dtype=auto on {jax.default_backend()})" if config.compute_dtype == "auto" else ""
+        print(f"compute dtype: {c.compute_dtype}{how}", file=sys.stderr)
     phases = trainer.compile_phases(setup)
     prefill_fn, collect_fn, evaluate_fn = (
         _CompileThenTrim(f) for f in (phases.prefill, phases.collect, phases.evaluate))
@@ -323,7 +326,7 @@ def train(config, workdir: str, resume: bool = False, progress: bool = True,
                "finished": finished, "stopped_by": stopped_by, "wall_seconds": wall,
                "nonfinite_total": int(np.sum(np.asarray(run.nonfinite_total))),
                "peak_rss_mb": memory.rss_mb().get("peak_rss_mb"),
-               "final_eval": last_eval, "workdir": workdir}
+               "compute_dtype": c.compute_dtype, "final_eval": last_eval, "workdir": workdir}
     if is_main:
         with open(os.path.join(workdir, "summary.json"), "w") as f:
             json.dump(summary, f, indent=2)

@@ -95,3 +95,23 @@ def test_configs_saved_before_scan_remat_and_horizon_buckets_still_validate():
     assert config_lib.scan_remat(c.agent) == "none" and trainer.wm_horizon_bucket(c) == 0
     setup = trainer.make_setup(c)
     assert trainer.update_length(setup, 51) == setup.length
+
+
+def test_auto_compute_dtype_resolves_by_hardware(tmp_path):
+    """'auto' (the configs' default) is bfloat16 on accelerators and bf16-capable CPUs only."""
+    with_bf16, without = tmp_path / "bf16", tmp_path / "plain"
+    with_bf16.write_text("processor : 0\nflags : fpu sse avx2 avx512f avx512_bf16 amx_tile\n")
+    without.write_text("processor : 0\nflags : fpu sse avx2 avx512f\n")
+    resolve = trainer.resolve_compute_dtype
+    assert resolve("auto", "cpu", str(with_bf16)) == "bfloat16"
+    assert resolve("auto", "cpu", str(without)) == "float32"
+    assert resolve("auto", "cpu", str(tmp_path / "missing")) == "float32"  # e.g. macOS
+    assert resolve("auto", "gpu", str(without)) == "bfloat16"
+    assert resolve("float32", "gpu") == "float32" and resolve("bfloat16", "cpu", str(without)) == "bfloat16"
+    from experiments.configs import point_robot
+
+    c = point_robot.get_config()
+    assert c.compute_dtype == "auto"
+    setup = trainer.make_setup(c)
+    assert setup.config.compute_dtype == resolve("auto") and c.compute_dtype == "auto"
+    assert setup.agent.config.compute_dtype == setup.config.compute_dtype

@@ -168,6 +168,7 @@ from experiments.configs import tiny
 from mamba_jax import trainer, replay
 assert jax.device_count() == 4, jax.devices()
 config = tiny.get_config()
+config.compute_dtype = "float32"  # the mesh logic to float tolerance (bf16 rounding would hide it)
 setup4 = trainer.make_setup(config)
 setup1 = dataclasses.replace(setup4, mesh=trainer.make_mesh(jax.devices()[:1]))
 run = trainer.init_run_state(setup4, 0)

@@ -45,7 +45,9 @@ def base_config(env_name: str, K: int, H: int, **agent_overrides) -> ml_collecti
     c.checkpoint_replay = True
     c.max_nonfinite_streak = 10
     # numerics
-    c.compute_dtype = "float32"  # or "bfloat16" (f32 params and losses)
+    # "auto": bfloat16 mixed precision (f32 params, accumulation and losses) on GPU/TPU and on
+    # CPUs with bf16 instructions, float32 elsewhere (trainer.resolve_compute_dtype)
+    c.compute_dtype = "auto"
     # logging
     c.wandb_mode = "offline"  # offline | online | disabled
     c.wandb_project = "mamba-jax"
