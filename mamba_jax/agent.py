@@ -90,26 +90,51 @@ class Agent:
         """One update (spec 7.5). batch [B, T, ...] (see WorldModel.loss); wm_horizon int32 [].
 
         noise_steps: the stored sequence length when ``batch`` holds only the first T steps of
-        each sequence (T >= wm_horizon): the update is then the same as on the whole sequences."""
+        each sequence (T >= wm_horizon): the update is then the same as on the whole sequences.
+
+        The same as ``ac_update(state, wm_update(state, batch, key, ...), key)``; the training
+        loop runs those two halves as separate executables (``trainer.SplitUpdate``)."""
+        return self.ac_update(state, self.wm_update(state, batch, key, wm_horizon, noise_steps), key)
+
+    def wm_update(self, state: TrainState, batch: dict, key: jax.Array, wm_horizon,
+                  noise_steps: int | None = None) -> dict:
+        """First half of ``train_step``: the world-model gradient step.
+
+        Returns ``{'params', 'opt_state'}`` (the updated world model and its optimiser state),
+        ``'post'`` (posterior states, leaves [B, T, ...]), ``'wm_horizon'`` (int32 [], clipped to
+        [1, T]) and ``'metrics'`` (world-model losses and gradient norm). Only the world model's
+        parameters and optimiser state of ``state`` are read."""
+        k_wm, _, _ = jax.random.split(key, 3)
+        params = state.params['wm']
+        t = batch['reward'].shape[1]
+        wm_horizon = jnp.clip(jnp.asarray(wm_horizon, jnp.int32), 1, t)
+        (_, (post, metrics)), g_wm = jax.value_and_grad(self.wm.loss, has_aux=True)(
+            params, batch, k_wm, wm_horizon, noise_steps)
+        upd, opt_wm = self.optimizers['wm'].update(g_wm, state.opt_state['wm'], params)
+        metrics = dict(metrics)
+        metrics['grad_norm/wm'] = optax.tree.norm(g_wm)
+        metrics['wm/horizon'] = wm_horizon.astype(jnp.float32)
+        return {'params': optax.apply_updates(params, upd), 'opt_state': opt_wm, 'post': post,
+                'wm_horizon': wm_horizon, 'metrics': metrics}
+
+    def ac_update(self, state: TrainState, wm_out: dict, key: jax.Array
+                  ) -> tuple[TrainState, dict]:
+        """Second half of ``train_step``: slow-critic EMA, imagination from the detached
+        posteriors of ``wm_out`` (``wm_update``'s result, same ``key``) with the updated world
+        model, actor and critic steps. Returns the new state and all of the update's metrics."""
         c = self.config
         wm, ac, opts = self.wm, self.ac, self.optimizers
-        k_wm, k_start, k_imag = jax.random.split(key, 3)
+        _, k_start, k_imag = jax.random.split(key, 3)
         params, opt_state = state.params, state.opt_state
-        b, t = batch['reward'].shape
-        wm_horizon = jnp.clip(jnp.asarray(wm_horizon, jnp.int32), 1, t)
+        wm_params, post, wm_horizon = wm_out['params'], wm_out['post'], wm_out['wm_horizon']
+        b, t = post['deter'].shape[:2]
 
-        # 1. world model
-        (_, (post, wm_metrics)), g_wm = jax.value_and_grad(wm.loss, has_aux=True)(
-            params['wm'], batch, k_wm, wm_horizon, noise_steps)
-        upd, opt_wm = opts['wm'].update(g_wm, opt_state['wm'], params['wm'])
-        wm_params = optax.apply_updates(params['wm'], upd)
-
-        # 2. slow critic EMA (start of the behaviour update)
+        # slow critic EMA (start of the behaviour update)
         f = c.slow_critic_fraction
         slow = jax.tree.map(lambda s, x: f * x + (1.0 - f) * s, params['slow_critic'],
                             params['critic'])
 
-        # 3. start states: detached posteriors at behavior_batch_length indices per sequence
+        # start states: detached posteriors at behavior_batch_length indices per sequence
         n = c.behavior_batch_length
         idx = jax.random.randint(k_start, (b, n), 0, wm_horizon)
         gather = lambda x: jnp.take_along_axis(
@@ -120,7 +145,7 @@ class Agent:
         # with the updated world model, instead of once per start
         start_deter_proj = gather(wm.deter_proj(wm_params, post['deter'])) if n >= t else None
 
-        # 4. actor and critic (losses both from the pre-update actor/critic)
+        # actor and critic (losses both from the pre-update actor/critic)
         (actor_loss, aux), g_actor = jax.value_and_grad(ac.actor_loss, has_aux=True)(
             params['actor'], wm, wm_params, params['critic'], start, k_imag, state.retnorm,
             start_deter_proj)
@@ -134,15 +159,13 @@ class Agent:
         new_state = TrainState(
             params={'wm': wm_params, 'actor': actor_params, 'critic': critic_params,
                     'slow_critic': slow},
-            opt_state={'wm': opt_wm, 'actor': opt_actor, 'critic': opt_critic},
+            opt_state={'wm': wm_out['opt_state'], 'actor': opt_actor, 'critic': opt_critic},
             retnorm=aux['retnorm'], step=state.step + 1)
-        metrics = dict(wm_metrics)
+        metrics = dict(wm_out['metrics'])
         metrics.update(aux['metrics'])
         metrics['ac/critic_loss'] = critic_loss
-        metrics['grad_norm/wm'] = optax.tree.norm(g_wm)
         metrics['grad_norm/actor'] = optax.tree.norm(g_actor)
         metrics['grad_norm/critic'] = optax.tree.norm(g_critic)
-        metrics['wm/horizon'] = wm_horizon.astype(jnp.float32)
         metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
         return new_state, metrics
 

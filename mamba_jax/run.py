@@ -201,7 +201,7 @@ def train(config, workdir: str, resume: bool = False, progress: bool = True,
 
     def update_for(length: int):
         if length not in updates:
-            updates[length] = _CompileThenTrim(phases.update_at(length))
+            updates[length] = phases.update_at(length).map(_CompileThenTrim)
         return updates[length]
 
     round_fn = lambda run: phases.round(run, collect_fn, update_for)

@@ -3,7 +3,8 @@
 Phases (jitted functions, no per-step host round trips):
     prefill(run)  : ``setup.prefill`` random-policy meta-episodes into the replay buffer.
     round(run)    : ``num_envs`` meta-episodes with the agent's sampling policy (``collect``), then
-                    ``updates_per_round`` updates (``update``, one executable dispatched n times),
+                    ``updates_per_round`` updates (``update``: a world-model and an actor-critic
+                    executable, ``SplitUpdate``, dispatched n times),
                     each on a fresh batch of ``batch_size`` whole meta-episodes. Non-finite updates
                     are skipped and counted.
     evaluate(run) : deterministic policy (actor mode) on a fixed set of held-out tasks.
@@ -386,18 +387,10 @@ def collect_round(setup: Setup, run: RunState):
     return run, jax.random.split(k_upd, setup.updates_per_round), wm_h, metrics
 
 
-def update_step(setup: Setup, carry, replay: replay_lib.ReplayState, key: jax.Array, wm_h,
-                length: int | None = None):
-    """One update on a fresh batch of ``batch_size`` whole meta-episodes from ``replay``.
-
-    ``length`` (static, from ``update_length``): train on the first ``length`` steps of each
-    sampled meta-episode (requires wm_h <= length); None = all of them.
-
-    ``carry`` = (train state, non-finite streak, non-finite total); a non-finite update is skipped
-    (state unchanged) and counted. Returns ``(carry, (metrics, finite))``.
-    """
+def _update_batch(setup: Setup, replay: replay_lib.ReplayState, key: jax.Array,
+                  length: int | None):
+    """The update's batch ([B, T, ...], sharded over the mesh), noise_steps and training key."""
     c = setup.config
-    train, streak, total = carry
     kb, kw, kt = jax.random.split(key, 3)
     batch = replay_lib.sample(replay, kb, c.batch_size, setup.replay_shards)
     noise_steps = None
@@ -406,9 +399,63 @@ def update_step(setup: Setup, carry, replay: replay_lib.ReplayState, key: jax.Ar
     elif length is not None and length < setup.length:
         batch = {k: v[:, :length] for k, v in batch.items()}
         noise_steps = setup.length
-    train, metrics, finite = guarded_update(setup, train, batch, kt, wm_h, noise_steps)
+    return _shard_leading(setup, batch), noise_steps, kt
+
+
+def update_wm_half(setup: Setup, train: TrainState, replay: replay_lib.ReplayState,
+                   key: jax.Array, wm_h, length: int | None = None) -> Dict[str, Any]:
+    """First half of ``update_step``: samples the batch and takes the world-model step
+    (``Agent.wm_update``'s result: updated world model, posteriors [B, T, ...], metrics)."""
+    batch, noise_steps, kt = _update_batch(setup, replay, key, length)
+    return setup.agent.wm_update(train, batch, kt, wm_h, noise_steps)
+
+
+def update_ac_half(setup: Setup, carry, wm_out: Dict[str, Any], key: jax.Array):
+    """Second half of ``update_step``: the actor-critic step from ``wm_out`` (same ``key``), then
+    the non-finite guard over the whole update (world model included). Returns like
+    ``update_step``."""
+    train, streak, total = carry
+    kt = jax.random.split(key, 3)[2]
+    new, metrics = setup.agent.ac_update(train, wm_out, kt)
+    finite = _all_finite(metrics) & _all_finite(new.params)
+    train = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, train)
     streak = jnp.where(finite, 0, streak + 1)
     return (train, streak, total + (~finite).astype(jnp.int32)), (metrics, finite)
+
+
+def update_step(setup: Setup, carry, replay: replay_lib.ReplayState, key: jax.Array, wm_h,
+                length: int | None = None):
+    """One update on a fresh batch of ``batch_size`` whole meta-episodes from ``replay``.
+
+    ``length`` (static, from ``update_length``): train on the first ``length`` steps of each
+    sampled meta-episode (requires wm_h <= length); None = all of them.
+
+    ``carry`` = (train state, non-finite streak, non-finite total); a non-finite update is skipped
+    (state unchanged) and counted. Returns ``(carry, (metrics, finite))``. The same values as
+    ``guarded_update`` on the sampled batch; ``SplitUpdate`` runs its two halves as two programs.
+    """
+    return update_ac_half(setup, carry, update_wm_half(setup, carry[0], replay, key, wm_h, length),
+                          key)
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitUpdate:
+    """``update_step`` as two executables: ``wm(train, replay, key, wm_h) -> wm_out`` and
+    ``ac(carry, wm_out, key) -> (carry, (metrics, finite))`` (donates carry).
+
+    Same results as one program. Compiling the point-robot update as one program peaked at +1.34 GB
+    of compiler memory (bfloat16), its world-model half alone at +0.93 GB, which is what a first
+    run's peak RSS is made of (README, Performance, session 8).
+    """
+    wm: Any
+    ac: Any
+
+    def __call__(self, carry, replay, key, wm_h):
+        return self.ac(carry, self.wm(carry[0], replay, key, wm_h), key)
+
+    def map(self, f) -> "SplitUpdate":
+        """The same update with ``f`` applied to both executables (e.g. AOT-compiling wrappers)."""
+        return SplitUpdate(f(self.wm), f(self.ac))
 
 
 def _finish_round(run: RunState, carry, metrics, finite, col_metrics):
@@ -466,12 +513,14 @@ class Phases:
     """The jitted phases for one setup.
 
     ``round(run) -> (run, metrics)`` runs ``collect`` (one executable) and then the update
-    ``updates_per_round`` times (a second executable, dispatched asynchronously from the host: no
-    host round trip between updates). The update runs on the first ``update_length`` steps of the
-    sampled meta-episodes: ``update_at(length)`` is the executable for one length (compiled on
-    first use), ``update`` the one for whole meta-episodes. Compiling the two halves separately
-    instead of one fused round program lowers the compiler's peak host memory by ~0.4 GB and the executable's resident
-    size by ~0.3 GB (issue note; ``experiments/bench_memory.py``).
+    ``updates_per_round`` times (``SplitUpdate``: world-model and actor-critic executables,
+    dispatched asynchronously from the host: no host round trip between updates). The update runs
+    on the first ``update_length`` steps of the sampled meta-episodes: ``update_at(length)`` is
+    the update for one length (compiled on first use), ``update`` the one for whole
+    meta-episodes. Compiling collection and update separately instead of one fused round program
+    lowers the compiler's peak host memory by ~0.4 GB and the executable's resident size by
+    ~0.3 GB; compiling the update as two halves lowers it by another ~0.4 GB (README,
+    Performance; ``experiments/bench_memory.py``).
     """
 
     prefill: Any
@@ -526,9 +575,13 @@ def compile_phases(setup: Setup) -> Phases:
         ev = jax.vmap(ev, in_axes=(0, None, None))
 
     @functools.lru_cache(maxsize=None)
-    def update_at(length: int):
-        upd = lambda carry, replay, key, wm_h: update_step(setup, carry, replay, key, wm_h, length)
-        return jax.jit(jax.vmap(upd) if seeds else upd, donate_argnums=0)
+    def update_at(length: int) -> SplitUpdate:
+        wm = lambda train, replay, key, wm_h: update_wm_half(setup, train, replay, key, wm_h, length)
+        ac = lambda carry, wm_out, key: update_ac_half(setup, carry, wm_out, key)
+        if seeds:
+            wm, ac = jax.vmap(wm), jax.vmap(ac)
+        # the world-model half must not donate the train state: the guard may restore it
+        return SplitUpdate(wm=jax.jit(wm), ac=jax.jit(ac, donate_argnums=0))
 
     return Phases(prefill=jax.jit(pre, donate_argnums=0), collect=jax.jit(col, donate_argnums=0),
                   update=update_at(setup.length), evaluate=jax.jit(ev),

@@ -45,6 +45,22 @@ def train_fn(agent):
     return step
 
 
+def test_wm_update_then_ac_update_as_two_programs_equals_train_step(agent, train_fn):
+    """The training loop compiles the update as two executables (trainer.SplitUpdate): the world-
+    model half's output fed to the actor-critic half gives train_step's state and metrics."""
+    state = agent.init(jax.random.key(0))
+    batch, key, wm_h = make_batch(1), jax.random.key(5), jnp.int32(T - 3)
+    wm_out = tjit(agent.wm_update)(state, batch, key, wm_h)
+    assert wm_out['post']['deter'].shape[:2] == (B, T) and int(wm_out['wm_horizon']) == T - 3
+    assert set(wm_out['metrics']) >= {'wm/loss', 'grad_norm/wm', 'wm/horizon'}
+    split_state, split_metrics = tjit(agent.ac_update)(state, wm_out, key)
+    fused_state, fused_metrics = train_fn(state, batch, key, wm_h)
+    assert set(split_metrics) == set(fused_metrics)
+    chex.assert_trees_all_close(split_metrics, fused_metrics, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(split_state, fused_state, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_equal(split_state.params['wm'], wm_out['params'])
+
+
 def test_agent_is_hashable_and_init(agent):
     hash(agent)
     state = agent.init(jax.random.key(0))
