@@ -94,7 +94,8 @@ class Agent:
 
         The same as ``ac_update(state, wm_update(state, batch, key, ...), key)``; the training
         loop runs those two halves as separate executables (``trainer.SplitUpdate``)."""
-        return self.ac_update(state, self.wm_update(state, batch, key, wm_horizon, noise_steps), key)
+        wm_out = self.wm_update(state, batch, key, wm_horizon, noise_steps)
+        return self.ac_update(state, wm_out, key)
 
     def wm_update(self, state: TrainState, batch: dict, key: jax.Array, wm_horizon,
                   noise_steps: int | None = None) -> dict:

@@ -192,7 +192,8 @@ def train(config, workdir: str, resume: bool = False, progress: bool = True,
     if log.wandb_error:
         print(log.wandb_error, file=sys.stderr)
     if is_main:
-        how = f" (compute_dtype=auto on {jax.default_backend()})" if config.compute_dtype == "auto" else ""
+        auto = config.compute_dtype == "auto"
+        how = f" (compute_dtype=auto on {jax.default_backend()})" if auto else ""
         print(f"compute dtype: {c.compute_dtype}{how}", file=sys.stderr)
     phases = trainer.compile_phases(setup)
     prefill_fn, collect_fn, evaluate_fn = (

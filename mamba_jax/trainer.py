@@ -129,7 +129,8 @@ def cpu_has_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
         with open(cpuinfo) as f:
             for line in f:
                 if line.startswith(("flags", "Features")):
-                    return bool({"avx512_bf16", "amx_bf16", "bf16"} & set(line.split(":", 1)[-1].split()))
+                    flags = set(line.split(":", 1)[-1].split())
+                    return bool({"avx512_bf16", "amx_bf16", "bf16"} & flags)
     except OSError:
         pass
     return False
@@ -291,6 +292,12 @@ def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
+def _keep_if_finite(new: TrainState, old: TrainState, metrics) -> Tuple[TrainState, jax.Array]:
+    """``new`` if every metric and parameter of it is finite, else ``old``; and that flag."""
+    finite = _all_finite(metrics) & _all_finite(new.params)
+    return jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old), finite
+
+
 def wm_horizon_for(setup: Setup, frames) -> jax.Array:
     c = setup.config
     f = schedule.logger_frames(frames, setup.prefill * setup.length, c.legacy_double_count)
@@ -342,8 +349,7 @@ def guarded_update(setup: Setup, train: TrainState, batch, key, wm_h, noise_step
     """One update; returns the old state unchanged when any metric or parameter is non-finite."""
     batch = _shard_leading(setup, batch)
     new, metrics = setup.agent.train_step(train, batch, key, wm_h, noise_steps)
-    finite = _all_finite(metrics) & _all_finite(new.params)
-    new = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, train)
+    new, finite = _keep_if_finite(new, train, metrics)
     return new, metrics, finite
 
 
@@ -417,8 +423,7 @@ def update_ac_half(setup: Setup, carry, wm_out: Dict[str, Any], key: jax.Array):
     train, streak, total = carry
     kt = jax.random.split(key, 3)[2]
     new, metrics = setup.agent.ac_update(train, wm_out, kt)
-    finite = _all_finite(metrics) & _all_finite(new.params)
-    train = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, train)
+    train, finite = _keep_if_finite(new, train, metrics)
     streak = jnp.where(finite, 0, streak + 1)
     return (train, streak, total + (~finite).astype(jnp.int32)), (metrics, finite)
 
@@ -456,6 +461,12 @@ class SplitUpdate:
     def map(self, f) -> "SplitUpdate":
         """The same update with ``f`` applied to both executables (e.g. AOT-compiling wrappers)."""
         return SplitUpdate(f(self.wm), f(self.ac))
+
+    def compile(self, carry, replay, key, wm_h) -> "SplitUpdate":
+        """Both halves compiled ahead of time for these arguments (the world-model half is run
+        once, on the undonated train state, to give the actor-critic half its input)."""
+        wm = self.wm.lower(carry[0], replay, key, wm_h).compile()
+        return SplitUpdate(wm, self.ac.lower(carry, wm(carry[0], replay, key, wm_h), key).compile())
 
 
 def _finish_round(run: RunState, carry, metrics, finite, col_metrics):
@@ -576,7 +587,8 @@ def compile_phases(setup: Setup) -> Phases:
 
     @functools.lru_cache(maxsize=None)
     def update_at(length: int) -> SplitUpdate:
-        wm = lambda train, replay, key, wm_h: update_wm_half(setup, train, replay, key, wm_h, length)
+        wm = lambda train, replay, key, wm_h: update_wm_half(setup, train, replay, key, wm_h,
+                                                             length)
         ac = lambda carry, wm_out, key: update_ac_half(setup, carry, wm_out, key)
         if seeds:
             wm, ac = jax.vmap(wm), jax.vmap(ac)

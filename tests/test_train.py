@@ -327,13 +327,10 @@ def gathered_bytes(hlo):
 item_bytes = replay.bytes_per_meta_episode(replay.item_spec(setup.meta.obs_dim, setup.meta.action_dim),
                                            setup.length)
 carry = (run.train, run.nonfinite_streak, run.nonfinite_total)
-key, wm_h = jax.random.PRNGKey(0), run.frames * 0 + 20
-upd_wm = phases.update.wm.lower(run.train, run.replay, key, wm_h).compile()
-wm_out = phases.update.wm(run.train, run.replay, key, wm_h)
-upd_ac = phases.update.ac.lower(carry, wm_out, key).compile()
+upd = phases.update.compile(carry, run.replay, jax.random.PRNGKey(0), run.frames * 0 + 20)
 col = phases.collect.lower(run).compile()
 assert gathered_bytes(col.as_text()) == 0
-gathered = gathered_bytes(upd_wm.as_text()) + gathered_bytes(upd_ac.as_text())
+gathered = gathered_bytes(upd.wm.as_text()) + gathered_bytes(upd.ac.as_text())
 assert gathered < item_bytes, gathered
 print("SHARDED_OK", filled)
 """
