@@ -63,6 +63,13 @@ Hessian as broadcast-multiply-sum was 0.6x. No disable flag applies: the model h
 loss, sensors, tendons or equality constraints, and gravity, springs, damping, actuation and
 clamping are all used.
 
+Both cores: a plain ``jit(vmap(step))`` runs on one XLA CPU device and keeps ~1.1-1.3 of the 2
+cores busy, because XLA:CPU does not spread these small batched ops over its thread pool.
+``envs/parallel.py`` splits the batch over one device per core (``shard_map``, no communication):
+HalfCheetah at 1024 parallel went from 10.8-12.1k to 26.5-33.7k env steps/s, 0.83-1.11 of native
+single-thread MuJoCo on the wall clock and 0.42-0.57 per CPU-second (``bench_out/
+bench_mjx_s9.json``, ``bench_mjx_cheetah_s9*.json``).
+
 ``tests/test_mjx_envs.py`` checks each tuned MJX model against native ``mujoco.mj_step`` on the
 untuned model. ``experiments/bench_mjx.py`` measures the speed.
 """

@@ -12,7 +12,8 @@ meta-episodes and scans ``MetaEpisode.step`` (vmapped) over whole meta-episodes,
 Compile time (lower + compile) is reported separately; steps/s is the best of ``reps`` timed calls
 (``block_until_ready``), also per second of process CPU time, which other jobs sharing the
 cores do not inflate. If ``experiments.bench_mjx`` exists and ``mujoco`` imports, its
-``run(quick)`` rows are merged into the output.
+``run(quick)`` rows are merged into the output, each MJX batch on one device and split over one
+device per core (``envs.parallel``).
 
 Usage: python -m experiments.bench_envs [--quick] [--out bench_out/bench_envs.json]
 """
@@ -26,11 +27,17 @@ import time
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import jax
-import jax.numpy as jnp
+from envs.parallel import host_device_flag  # noqa: E402
 
-from envs.meta import MetaEpisode, make_meta, random_action
-from experiments import bench_common
+# One XLA CPU device per core (before JAX's backend starts), so the MJX rows can also be
+# measured with the batch split over the cores; the pure-JAX rows run on device 0 as before.
+host_device_flag()
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from envs.meta import MetaEpisode, make_meta, random_action  # noqa: E402
+from experiments import bench_common  # noqa: E402
 
 TASKS = ("point_robot", "point_robot_wind", "escape_room", "rooms")
 
@@ -117,7 +124,7 @@ def mjx_rows(quick: bool) -> list[dict]:
     except ImportError as err:
         print(f"[bench_envs] MJX benchmark skipped: {err}")
         return []
-    return list(bench_mjx.run(quick))
+    return list(bench_mjx.run(quick, device_counts=sorted({1, jax.device_count()})))
 
 
 def main(argv=None):

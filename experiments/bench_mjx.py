@@ -9,6 +9,12 @@ Native: a plain single-thread ``mujoco.mj_step`` loop (``frame_skip`` physics st
 a new random control per env step) on (a) the same tuned model MJX simulates and (b) the untuned
 reference model from the XML.
 
+Devices (``--devices``, default ``1,<cores>``): each MJX row is measured once per entry, the
+batch split over that many CPU devices (``envs.parallel.split_over_devices``; the process exposes
+one XLA device per core). One device is how XLA runs a plain ``jit(vmap(step))``: ~1.1 of the 2
+cores busy for HalfCheetah. Native is single-thread in every row; its wall clock is the issue's
+yardstick, and the per-CPU-second ratio shows what the extra core buys.
+
 Both wall-clock and process CPU time are measured. On a shared machine the wall clock of either
 side depends on what else runs; ``steps_per_cpu_s`` (env steps per CPU-second used by this process)
 is the per-core figure, and the MJX/native ratios are given for both. The machine load average is
@@ -18,7 +24,8 @@ XLA flags are the training process's (``mamba_jax.memory.configure_process``: YN
 off, memory-minimising scheduler), since that is how collection runs; ``--jaxlib_defaults`` keeps
 jaxlib's own (HalfCheetah then runs 1.15-1.8x slower, measured in session 6).
 
-Usage: python -m experiments.bench_mjx [--quick] [--jaxlib_defaults] [--out bench_out/bench_mjx.json]
+Usage: python -m experiments.bench_mjx [--quick] [--jaxlib_defaults] [--devices 1,2]
+       [--tasks cheetah_vel] [--out bench_out/bench_mjx.json]
 """
 from __future__ import annotations
 
@@ -38,12 +45,19 @@ from mamba_jax import memory  # noqa: E402
 if "--jaxlib_defaults" not in sys.argv:
     memory.configure_process()
 
+from envs.parallel import host_device_flag  # noqa: E402  (jax-free)
+
+# One XLA CPU device per core, so rows with --devices > 1 can split the batch; rows with one
+# device run exactly as before (a plain jit on device 0).
+CPU_DEVICES = host_device_flag()
+
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
 from envs.meta import make_meta, random_action  # noqa: E402
+from envs.parallel import place, split_over_devices  # noqa: E402
 from experiments import bench_common  # noqa: E402
 
 TASKS = ("reacher_goal", "cheetah_vel", "humanoid_dir")
@@ -65,34 +79,40 @@ def _timed(fn, reps: int):
     return best
 
 
-def bench_mjx(task: str, parallel: int, steps: int, reps: int) -> dict:
+def bench_mjx(task: str, parallel: int, steps: int, reps: int, devices: int = 1) -> dict:
     meta = make_meta(task)
     reset = jax.vmap(meta.reset)
     step = jax.vmap(meta.step)
 
-    def run(key, actions):
-        ms = reset(jax.random.split(key, parallel))
+    def run(keys, actions):  # keys [P], actions [S, P, A] -> return per env [P]
+        ms = reset(keys)
 
         def body(carry, a):
             ms, acc = carry
             ms = step(ms, a)
             return (ms, acc + ms.reward), None
 
-        (ms, acc), _ = jax.lax.scan(body, (ms, jnp.zeros((parallel,), jnp.float32)), actions)
-        return jnp.sum(acc)
+        (ms, acc), _ = jax.lax.scan(body, (ms, jnp.zeros((keys.shape[0],), jnp.float32)), actions)
+        return acc
 
     actions = random_action(meta, jax.random.key(1), (steps, parallel))
-    key = jax.random.key(0)
+    keys = jax.random.split(jax.random.key(0), parallel)
+    if devices == 1:
+        fn = jax.jit(run)
+    else:
+        fn = split_over_devices(run, in_axes=(0, 1), out_axes=0, devices=jax.devices()[:devices])
+        keys, actions = place(keys, 0, fn.mesh), place(actions, 1, fn.mesh)
     t0 = time.perf_counter()
-    compiled = jax.jit(run).lower(key, actions).compile()
+    compiled = fn.lower(keys, actions).compile()
     compile_s = time.perf_counter() - t0
-    compiled(key, actions).block_until_ready()  # warm-up
-    wall, cpu = _timed(lambda: compiled(key, actions).block_until_ready(), reps)
+    compiled(keys, actions).block_until_ready()  # warm-up
+    wall, cpu = _timed(lambda: compiled(keys, actions).block_until_ready(), reps)
     env = meta.env
     return {
         "task": task,
         "impl": "mjx",
         "parallel": parallel,
+        "devices": devices,
         "steps_per_call": steps * parallel,
         "compile_s": round(compile_s, 2),
         "steps_per_s": steps * parallel / wall,
@@ -142,7 +162,40 @@ def bench_native(task: str, steps: int, reps: int, reference: bool) -> dict:
     }
 
 
-def run(quick: bool = False, tasks=TASKS) -> list[dict]:
+def bench_native_threads(task: str, nthread: int, batch: int, steps: int, reps: int) -> dict:
+    """Native MuJoCo on ``nthread`` threads (``mujoco.rollout``): ``batch`` independent rollouts
+    of ``steps`` env steps with uniform random controls, for comparison with MJX on as many
+    devices. Tasks that terminate (humanoid) are skipped by the caller: rollout cannot reset."""
+    from mujoco import rollout as mj_rollout
+    env = make_meta(task).env
+    model = env.mj_model
+    datas = [mujoco.MjData(model) for _ in range(nthread)]
+    spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
+    state0 = np.zeros(mujoco.mj_stateSize(model, spec))
+    mujoco.mj_getState(model, datas[0], state0, spec)
+    init = np.tile(state0, (batch, 1))
+    scale = getattr(env, "action_scale", 1.0)
+    ctrl = scale * np.random.default_rng(0).uniform(-1, 1, (batch, steps, model.nu))
+    ctrl = np.repeat(ctrl, env.frame_skip, axis=1)  # one control per physics step
+    with mj_rollout.Rollout(nthread=nthread) as pool:
+        def go():
+            pool.rollout([model] * batch, datas, init, ctrl, nstep=steps * env.frame_skip)
+        go()
+        wall, cpu = _timed(go, reps)
+    return {
+        "task": task,
+        "impl": "native",
+        "model": f"tuned, {nthread} threads",
+        "parallel": batch,
+        "threads": nthread,
+        "steps_per_call": steps * batch,
+        "compile_s": 0.0,
+        "steps_per_s": steps * batch / wall,
+        "steps_per_cpu_s": steps * batch / max(cpu, 1e-9),
+    }
+
+
+def run(quick: bool = False, tasks=TASKS, device_counts=(1,)) -> list[dict]:
     """Benchmark rows: task, impl ('mjx'|'native'), parallel, steps_per_s, compile_s and, for MJX
     rows, ratio_mjx_to_native (wall) and ratio_mjx_to_native_per_cpu against native on the tuned
     model (and, in full runs, ``ratio_mjx_to_reference_native_per_cpu`` against native MuJoCo on
@@ -156,6 +209,9 @@ def run(quick: bool = False, tasks=TASKS) -> list[dict]:
         reference = None if quick else bench_native(task, 4000, reps, reference=True)
         if reference is not None:
             rows.append(reference)
+        threads = max(device_counts)
+        if threads > 1 and not task.startswith("humanoid"):
+            rows.append(bench_native_threads(task, threads, 64, 50 if quick else 400, reps))
         if quick:
             plan = [(1, 50), (64, 20)]
         elif task.startswith("cheetah"):
@@ -165,15 +221,20 @@ def run(quick: bool = False, tasks=TASKS) -> list[dict]:
         else:
             plan = [(1, 600), (64, 200), (1024, 50)]
         for parallel, steps in plan:
-            row = bench_mjx(task, parallel, steps, reps)
-            row["ratio_mjx_to_native"] = row["steps_per_s"] / native["steps_per_s"]
-            row["ratio_mjx_to_native_per_cpu"] = row["steps_per_cpu_s"] / native["steps_per_cpu_s"]
-            if reference is not None:
-                row["ratio_mjx_to_reference_native_per_cpu"] = (row["steps_per_cpu_s"]
-                                                                / reference["steps_per_cpu_s"])
-            rows.append(row)
-            print(f"  [bench_mjx] {task} mjx P={parallel}: {row['steps_per_s']:.4g} steps/s, "
-                  f"{row['steps_per_cpu_s']:.4g} per CPU-s, compile {row['compile_s']}s", flush=True)
+            for ndev in device_counts:
+                if parallel % ndev:
+                    continue
+                row = bench_mjx(task, parallel, steps, reps, ndev)
+                row["ratio_mjx_to_native"] = row["steps_per_s"] / native["steps_per_s"]
+                row["ratio_mjx_to_native_per_cpu"] = (row["steps_per_cpu_s"]
+                                                      / native["steps_per_cpu_s"])
+                if reference is not None:
+                    row["ratio_mjx_to_reference_native_per_cpu"] = (
+                        row["steps_per_cpu_s"] / reference["steps_per_cpu_s"])
+                rows.append(row)
+                print(f"  [bench_mjx] {task} mjx P={parallel} devices={ndev}: "
+                      f"{row['steps_per_s']:.4g} steps/s, {row['steps_per_cpu_s']:.4g} per CPU-s, "
+                      f"compile {row['compile_s']}s", flush=True)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     for row in rows:
         row["load_avg_1min"] = load
@@ -187,18 +248,29 @@ def main(argv=None):
                         help="jaxlib's default XLA flags instead of the training process's")
     parser.add_argument("--out", default="bench_out/bench_mjx.json")
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma list of MJX tasks")
+    parser.add_argument("--devices", default=",".join(sorted({"1", str(CPU_DEVICES)})),
+                        help="comma list of device counts to split each MJX batch over")
     args = parser.parse_args(argv)
     tasks = args.tasks.split(",")
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         parser.error(f"--tasks: unknown {unknown}; valid: {', '.join(TASKS)}")
-    rows = run(args.quick, tasks)
-    header = (f"{'task':14s} {'impl':7s} {'model':22s} {'P':>5s} {'compile_s':>9s} {'steps/s':>10s}"
+    try:
+        counts = sorted({int(d) for d in args.devices.split(",")})
+    except ValueError:
+        parser.error(f"--devices: expected a comma list of integers, got {args.devices!r}")
+    if counts[0] < 1 or counts[-1] > jax.device_count():
+        parser.error(f"--devices: each count must be in [1, {jax.device_count()}] (the CPU devices "
+                     f"this process has), got {args.devices!r}")
+    rows = run(args.quick, tasks, counts)
+    header = (f"{'task':14s} {'impl':7s} {'model':22s} {'P':>5s} {'dev':>3s} {'compile_s':>9s}"
+              f" {'steps/s':>10s}"
               f" {'per CPU-s':>10s} {'mjx/native':>10s} {'per CPU':>8s}")
     print(header)
     print("-" * len(header))
     for r in rows:
         print(f"{r['task']:14s} {r['impl']:7s} {r.get('model', ''):22s} {r['parallel']:5d} "
+              f"{r.get('devices', r.get('threads', 1)):3d} "
               f"{r['compile_s']:9.2f} {r['steps_per_s']:10.4g} {r['steps_per_cpu_s']:10.4g} "
               f"{r.get('ratio_mjx_to_native', float('nan')):10.3f} "
               f"{r.get('ratio_mjx_to_native_per_cpu', float('nan')):8.3f}")
