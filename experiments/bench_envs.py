@@ -124,7 +124,7 @@ def mjx_rows(quick: bool) -> list[dict]:
     except ImportError as err:
         print(f"[bench_envs] MJX benchmark skipped: {err}")
         return []
-    return list(bench_mjx.run(quick, device_counts=sorted({1, jax.device_count()})))
+    return list(bench_mjx.run(quick, device_counts=sorted({1, jax.local_device_count()})))
 
 
 def main(argv=None):

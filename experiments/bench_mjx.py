@@ -49,7 +49,7 @@ from envs.parallel import host_device_flag  # noqa: E402  (jax-free)
 
 # One XLA CPU device per core, so rows with --devices > 1 can split the batch; rows with one
 # device run exactly as before (a plain jit on device 0).
-CPU_DEVICES = host_device_flag()
+host_device_flag()
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -100,7 +100,8 @@ def bench_mjx(task: str, parallel: int, steps: int, reps: int, devices: int = 1)
     if devices == 1:
         fn = jax.jit(run)
     else:
-        fn = split_over_devices(run, in_axes=(0, 1), out_axes=0, devices=jax.devices()[:devices])
+        fn = split_over_devices(run, in_axes=(0, 1), out_axes=0,
+                                devices=jax.local_devices()[:devices])
         keys, actions = place(keys, 0, fn.mesh), place(actions, 1, fn.mesh)
     t0 = time.perf_counter()
     compiled = fn.lower(keys, actions).compile()
@@ -248,20 +249,23 @@ def main(argv=None):
                         help="jaxlib's default XLA flags instead of the training process's")
     parser.add_argument("--out", default="bench_out/bench_mjx.json")
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma list of MJX tasks")
-    parser.add_argument("--devices", default=",".join(sorted({"1", str(CPU_DEVICES)})),
-                        help="comma list of device counts to split each MJX batch over")
+    parser.add_argument("--devices", default=None,
+                        help="comma list of device counts to split each MJX batch over "
+                             "(default: 1 and all local devices, i.e. one per CPU core on CPU)")
     args = parser.parse_args(argv)
     tasks = args.tasks.split(",")
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         parser.error(f"--tasks: unknown {unknown}; valid: {', '.join(TASKS)}")
+    if args.devices is None:
+        args.devices = f"1,{jax.local_device_count()}"
     try:
         counts = sorted({int(d) for d in args.devices.split(",")})
     except ValueError:
         parser.error(f"--devices: expected a comma list of integers, got {args.devices!r}")
-    if counts[0] < 1 or counts[-1] > jax.device_count():
-        parser.error(f"--devices: each count must be in [1, {jax.device_count()}] (the CPU devices "
-                     f"this process has), got {args.devices!r}")
+    if counts[0] < 1 or counts[-1] > jax.local_device_count():
+        parser.error(f"--devices: each count must be in [1, {jax.local_device_count()}] (the "
+                     f"devices this process has), got {args.devices!r}")
     rows = run(args.quick, tasks, counts)
     header = (f"{'task':14s} {'impl':7s} {'model':22s} {'P':>5s} {'dev':>3s} {'compile_s':>9s}"
               f" {'steps/s':>10s}"
