@@ -45,10 +45,11 @@ from mamba_jax import memory  # noqa: E402
 if "--jaxlib_defaults" not in sys.argv:
     memory.configure_process()
 
-from envs.parallel import host_device_flag  # noqa: E402  (jax-free)
+from envs.parallel import host_device_flag  # noqa: E402
 
-# One XLA CPU device per core, so rows with --devices > 1 can split the batch; rows with one
-# device run exactly as before (a plain jit on device 0).
+# One XLA CPU device per core (JAX is imported by now, but its backend starts only at the first
+# computation), so rows with --devices > 1 can split the batch; rows with one device run exactly
+# as before (a plain jit on device 0).
 host_device_flag()
 
 import jax  # noqa: E402
@@ -129,6 +130,11 @@ def bench_mjx(task: str, parallel: int, steps: int, reps: int, devices: int = 1)
     }
 
 
+def _terminates(env) -> bool:
+    """Whether the task ends a sub-episode early (humanoid: torso height out of range)."""
+    return hasattr(env, "healthy_z_min")
+
+
 def bench_native(task: str, steps: int, reps: int, reference: bool) -> dict:
     env = make_meta(task).env
     model = env.reference_mj_model if reference else env.mj_model
@@ -138,7 +144,7 @@ def bench_native(task: str, steps: int, reps: int, reference: bool) -> dict:
     ctrl = scale * np.random.default_rng(0).uniform(-1, 1, (steps, model.nu))
     # A task that terminates (humanoid: torso height outside [1, 2]) restarts from the initial
     # pose, as the meta-episode does; a fallen humanoid would otherwise sink through the floor.
-    terminates = hasattr(env, "healthy_z_min")
+    terminates = _terminates(env)
 
     def loop():
         mujoco.mj_resetData(model, data)
@@ -166,7 +172,8 @@ def bench_native(task: str, steps: int, reps: int, reference: bool) -> dict:
 def bench_native_threads(task: str, nthread: int, batch: int, steps: int, reps: int) -> dict:
     """Native MuJoCo on ``nthread`` threads (``mujoco.rollout``): ``batch`` independent rollouts
     of ``steps`` env steps with uniform random controls, for comparison with MJX on as many
-    devices. Tasks that terminate (humanoid) are skipped by the caller: rollout cannot reset."""
+    devices. Tasks that terminate (``_terminates``: humanoid) are skipped by the caller, since
+    rollout cannot reset."""
     from mujoco import rollout as mj_rollout
     env = make_meta(task).env
     model = env.mj_model
@@ -211,7 +218,7 @@ def run(quick: bool = False, tasks=TASKS, device_counts=(1,)) -> list[dict]:
         if reference is not None:
             rows.append(reference)
         threads = max(device_counts)
-        if threads > 1 and not task.startswith("humanoid"):
+        if threads > 1 and not _terminates(make_meta(task).env):
             rows.append(bench_native_threads(task, threads, 64, 50 if quick else 400, reps))
         if quick:
             plan = [(1, 50), (64, 20)]

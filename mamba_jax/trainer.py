@@ -463,10 +463,10 @@ class SplitUpdate:
         return SplitUpdate(f(self.wm), f(self.ac))
 
     def compile(self, carry, replay, key, wm_h) -> "SplitUpdate":
-        """Both halves compiled ahead of time for these arguments (the world-model half is run
-        once, on the undonated train state, to give the actor-critic half its input)."""
+        """Both halves compiled ahead of time for these arguments (the actor-critic half for the
+        world-model half's output shapes and shardings; nothing is run)."""
         wm = self.wm.lower(carry[0], replay, key, wm_h).compile()
-        return SplitUpdate(wm, self.ac.lower(carry, wm(carry[0], replay, key, wm_h), key).compile())
+        return SplitUpdate(wm, self.ac.lower(carry, wm.out_info, key).compile())
 
 
 def _finish_round(run: RunState, carry, metrics, finite, col_metrics):
