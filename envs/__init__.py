@@ -1,5 +1,6 @@
 """Pure-JAX and MJX meta-RL environments. ``envs.make(name, **overrides)`` builds one."""
-from envs.core import Env, EnvState, make, register, registered_names  # noqa: F401
+from envs.core import (Env, EnvState, make, option_names, options, register,  # noqa: F401
+                       registered_names, resolve_options)
 
 # Importing a task module registers it.
 from envs import point_robot  # noqa: F401,E402

@@ -17,7 +17,7 @@ Shapes (single environment, no batch axis):
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional, Set
 
 import jax
 import jax.numpy as jnp
@@ -91,6 +91,45 @@ def registered_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+_SIMPLE = (bool, int, float, str)
+
+
+def options(name: str) -> Dict[str, Any]:
+    """Constructor options of a registered environment and their defaults, e.g.
+    ``options('point_robot') == {'goal_radius': 0.2}``: the fields a config's ``env_kwargs`` may
+    set (options without a plain bool/int/float/str default are left out).
+
+    Raises:
+        ValueError: unknown name (the message lists the valid ones).
+    """
+    if name not in _REGISTRY:
+        raise ValueError(
+            f"unknown environment {name!r}; valid names: {', '.join(registered_names())}"
+        )
+    factory = _REGISTRY[name]
+    if not dataclasses.is_dataclass(factory):
+        return {}
+    return {f.name: f.default for f in dataclasses.fields(factory)
+            if f.init and isinstance(f.default, _SIMPLE)}
+
+
+def option_names(name: str) -> Optional[Set[str]]:
+    """Every option ``make(name, ...)`` accepts, or None when the factory is not a dataclass (its
+    options cannot be listed). Raises ValueError for an unknown name."""
+    options(name)  # the unknown-name error
+    factory = _REGISTRY[name]
+    if not dataclasses.is_dataclass(factory):
+        return None
+    return {f.name for f in dataclasses.fields(factory) if f.init}
+
+
+def resolve_options(name: str, overrides: Dict[str, Any]) -> Dict[str, Any]:
+    """Every option of environment ``name`` as ``make(name, **overrides)`` would use it: the
+    defaults updated by ``overrides`` (sorted by name). Unknown names resolve to ``overrides``."""
+    base = options(name) if name in _REGISTRY else {}
+    return dict(sorted({**base, **overrides}.items()))
+
+
 def make(name: str, **overrides) -> Env:
     """Builds a registered environment, e.g. ``make('point_robot', goal_radius=0.3)``.
 
@@ -102,8 +141,8 @@ def make(name: str, **overrides) -> Env:
             f"unknown environment {name!r}; valid names: {', '.join(registered_names())}"
         )
     factory = _REGISTRY[name]
-    if dataclasses.is_dataclass(factory):
-        valid = {f.name for f in dataclasses.fields(factory)}
+    valid = option_names(name)
+    if valid is not None:
         bad = sorted(set(overrides) - valid)
         if bad:
             raise ValueError(

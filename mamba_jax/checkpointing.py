@@ -14,6 +14,8 @@ from typing import Any, Dict, Optional, Tuple
 import jax
 import orbax.checkpoint as ocp
 
+import envs
+
 FORMAT_VERSION = 1
 
 
@@ -37,10 +39,40 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any, meta: Dict[str, 
     manager.wait_until_finished()
 
 
+# Agent fields that change only speed or memory, not the arrays a checkpoint holds or the results:
+# left out of the fingerprint, so a run can resume with other values (and runs saved before such a
+# field existed still resume).
+PERFORMANCE_ONLY_AGENT_FIELDS = ("scan_unroll", "scan_remat")
+_ABSENT = "<absent>"
+
+
+def _flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _normalise(fp: Dict[str, Any]) -> Dict[str, Any]:
+    """A fingerprint as this code compares it: every environment option resolved to its value
+    (checkpoints written before env_kwargs listed the defaults stored only the overrides), the
+    performance-only agent fields dropped, nested fields flattened to dotted names."""
+    fp = dict(fp)
+    fp["env_kwargs"] = envs.resolve_options(fp.get("env_name"), dict(fp.get("env_kwargs") or {}))
+    fp["agent"] = {k: v for k, v in (fp.get("agent") or {}).items()
+                   if k not in PERFORMANCE_ONLY_AGENT_FIELDS}
+    return _flatten(fp)
+
+
 def _diff_fingerprints(saved: Dict[str, Any], current: Dict[str, Any]) -> list[str]:
+    """``field: checkpoint=... now=...`` for every (dotted) field that differs."""
+    saved, current = _normalise(saved), _normalise(current)
     keys = sorted(set(saved) | set(current))
-    return [f"{k}: checkpoint={saved.get(k)!r} now={current.get(k)!r}"
-            for k in keys if saved.get(k) != current.get(k)]
+    return [f"{k}: checkpoint={saved.get(k, _ABSENT)!r} now={current.get(k, _ABSENT)!r}"
+            for k in keys if saved.get(k, _ABSENT) != current.get(k, _ABSENT)]
 
 
 def restore(manager: ocp.CheckpointManager, abstract_state: Any,
@@ -95,8 +127,11 @@ def fingerprint_of(config, replay_shards: int = 1) -> Dict[str, Any]:
     keys = ("env_name", "K", "H", "num_envs", "batch_size", "replay_capacity", "checkpoint_replay",
             "variant", "sequence", "window_length")
     fp = {k: config.get(k) for k in keys}
-    fp["env_kwargs"] = json.loads(json.dumps(config.env_kwargs.to_dict(), default=str))
-    fp["agent"] = json.loads(json.dumps(config.agent.to_dict(), default=str))
+    fp["env_kwargs"] = json.loads(json.dumps(
+        envs.resolve_options(config.env_name, config.env_kwargs.to_dict()), default=str))
+    fp["agent"] = json.loads(json.dumps(
+        {k: v for k, v in config.agent.to_dict().items()
+         if k not in PERFORMANCE_ONLY_AGENT_FIELDS}, default=str))
     fp["num_seeds"] = config.get("num_seeds", 1)
     if replay_shards > 1 and config.get("checkpoint_replay"):
         fp["replay_shards"] = int(replay_shards)

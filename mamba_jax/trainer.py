@@ -79,6 +79,12 @@ def validate_config(config) -> None:
     names = envs_lib.registered_names()
     if config.env_name not in names:
         bad("env_name", f"unknown environment {config.env_name!r}; valid: {', '.join(names)}")
+    accepted = envs_lib.core.option_names(config.env_name)
+    unknown = sorted(set(config.env_kwargs.keys()) - accepted) if accepted is not None else []
+    if unknown:
+        bad("env_kwargs", f"{config.env_name!r} has no option(s) {unknown}; its options and "
+                          f"defaults: {envs_lib.options(config.env_name)} (after changing "
+                          "env_name, set env_kwargs for the new environment)")
     for f in ("K", "H", "num_envs", "batch_size", "eval_tasks", "keep_checkpoints",
               "checkpoint_every_updates", "max_nonfinite_streak", "num_seeds"):
         v = config[f]
@@ -162,8 +168,11 @@ def make_setup(config) -> Setup:
     config = ml_collections.ConfigDict(config.to_dict())  # the caller's config stays as given
     config.compute_dtype = resolve_compute_dtype(config.compute_dtype)
     frozen = ml_collections.FrozenConfigDict(config)
-    meta = envs_lib.MetaEpisode(envs_lib.make(config.env_name, **config.env_kwargs.to_dict()),
-                                K=config.K, H=config.H)
+    try:
+        env = envs_lib.make(config.env_name, **config.env_kwargs.to_dict())
+    except ValueError as e:  # an option value the environment refuses (its message names it)
+        raise ConfigError(f"config.env_kwargs: {e}") from e
+    meta = envs_lib.MetaEpisode(env, K=config.K, H=config.H)
     agent_cfg = config.agent.to_dict()
     agent_cfg["compute_dtype"] = config.compute_dtype
     agent = Agent(config=ml_collections.FrozenConfigDict(agent_cfg), obs_dim=meta.obs_dim,

@@ -17,6 +17,25 @@ def test_config_validates(name):
     if c.env_name in ("reacher_goal", "humanoid_dir"):
         pytest.importorskip("mujoco")
     trainer.validate_config(c)
+    # env_kwargs lists every option of the task's environment (command-line settable)
+    import envs
+
+    assert set(envs.options(c.env_name)) <= set(c.env_kwargs.keys())
+
+
+def test_environment_options_are_checked_and_name_env_kwargs():
+    from experiments.configs import escape_room, point_robot
+
+    c = point_robot.get_config()
+    c.env_kwargs.goal_radius = -1.0
+    with pytest.raises(trainer.ConfigError, match="config.env_kwargs: .*goal_radius"):
+        trainer.make_setup(c)
+    c = point_robot.get_config()
+    c.env_name = "escape_room"  # the point robot's options do not apply to the new environment
+    with pytest.raises(trainer.ConfigError, match=r"config.env_kwargs: 'escape_room' has no "
+                                                  r"option\(s\) \['goal_radius'\].*door_width"):
+        trainer.validate_config(c)
+    trainer.validate_config(escape_room.get_config())
 
 
 def test_official_numbers():

@@ -462,3 +462,21 @@ def test_escape_room_scripted_sweep_escapes_every_time_and_faster_once_the_door_
     assert ret[:, 1].mean() > ret[:, 0].mean() + 5.0 and ret[:, 1].min() > 30.0
     meta = envs.MetaEpisode(envs.make("escape_room"), K=2, H=60)
     assert scripted.scripted_for("humanoid_dir", meta) is None  # no reference for that task
+
+
+def test_options_list_every_constructor_option_with_its_default():
+    assert envs.options("point_robot") == {"goal_radius": 0.2}
+    assert envs.options("point_robot_wind") == {"goal_radius": 0.2, "wind_force": 0.3}
+    assert envs.options("rooms") == {"num_rooms": 3}
+    assert envs.option_names("escape_room") == {"door_width"}
+    assert envs.resolve_options("point_robot_wind", {"wind_force": 0.0}) == {
+        "goal_radius": 0.2, "wind_force": 0.0}
+    assert envs.resolve_options("not_registered", {"a": 1}) == {"a": 1}
+    for fn in (envs.options, envs.option_names):
+        with pytest.raises(ValueError, match="valid names:.*point_robot"):
+            fn("no_such_env")
+    # every registered task's options are plain values that make() accepts back
+    for name in envs.registered_names():
+        opts = envs.options(name)
+        assert set(opts) <= envs.option_names(name), name
+        assert all(isinstance(v, (bool, int, float, str)) for v in opts.values()), name

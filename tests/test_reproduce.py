@@ -6,6 +6,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 from experiments import reproduce
 from experiments.configs import tiny
@@ -73,3 +74,14 @@ def test_reproduce_writes_results(tmp_path):
     assert "scripted_reference" in res  # tiny runs the point robot
     assert res["overrides"] == {"compute_dtype": "float32"}
     assert os.path.getsize(tmp_path / "results" / "tiny.png") > 0
+
+
+def test_set_reaches_environment_options():
+    from experiments.configs import point_robot
+
+    c = point_robot.get_config()
+    assert reproduce.apply_overrides(c, ["env_kwargs.goal_radius=0.5"]) == {
+        "env_kwargs.goal_radius": 0.5}
+    assert c.env_kwargs.goal_radius == 0.5
+    with pytest.raises(SystemExit, match="one of the config's fields"):
+        reproduce.apply_overrides(c, ["env_kwargs.wind_force=0.1"])  # not a point_robot option

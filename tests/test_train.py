@@ -358,3 +358,24 @@ def test_run_trained_on_two_devices_loads_on_one(tmp_path):
     assert int(state.replay.size) > 0
     proc = _cli([f"--workdir={workdir}", "--resume", "--max_rounds=1", "--wandb_mode=disabled"])
     assert proc.returncode != 0 and "replay_shards" in proc.stderr
+
+
+def test_checkpoint_fingerprints_name_nested_fields_and_accept_older_runs():
+    """A checkpoint from before env_kwargs listed the defaults, or before a performance-only agent
+    field existed, resumes; a real difference is named by its dotted field."""
+    from experiments.configs import point_robot
+
+    c = point_robot.get_config()
+    now = checkpointing.fingerprint_of(c)
+    assert now["env_kwargs"] == {"goal_radius": 0.2}
+    assert "scan_remat" not in now["agent"]
+    older = dict(now, env_kwargs={}, agent=dict(now["agent"], scan_remat="dots", scan_unroll=1))
+    assert checkpointing._diff_fingerprints(older, now) == []
+    oldest = dict(older, agent=now["agent"])  # written before scan_remat existed
+    assert checkpointing._diff_fingerprints(oldest, now) == []
+    c.env_kwargs.goal_radius = 0.5
+    c.agent.model_lr = 3e-4
+    c.agent.scan_remat = "none"  # performance only: not a difference
+    assert checkpointing._diff_fingerprints(older, checkpointing.fingerprint_of(c)) == [
+        "agent.model_lr: checkpoint=0.0001 now=0.0003",
+        "env_kwargs.goal_radius: checkpoint=0.2 now=0.5"]

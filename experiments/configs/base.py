@@ -5,13 +5,18 @@ set ``legacy_double_count=True`` to drive the wm-horizon schedule in those units
 """
 import ml_collections
 
+import envs
+
 from mamba_jax.config import agent_config
 
 
 def base_config(env_name: str, K: int, H: int, **agent_overrides) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.env_name = env_name
-    c.env_kwargs = ml_collections.ConfigDict()
+    # every constructor option of the environment with its default, so that any of them can be
+    # set from the command line (--config.env_kwargs.goal_radius=0.5, reproduce --set=...)
+    c.env_kwargs = ml_collections.ConfigDict(
+        envs.options(env_name) if env_name in envs.registered_names() else {})
     c.K = K  # sub-episodes per meta-episode
     c.H = H  # steps per sub-episode
     c.variant = "mamba"  # see experiments/configs/variants.py

@@ -9,6 +9,7 @@ import tempfile
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 
 import envs
 from envs.core import Env, EnvState
@@ -43,7 +44,7 @@ if HiddenTarget1D.name not in envs.registered_names():  # importing twice must n
 def get_config():
     c = tiny.get_config()  # tiny model and budget; start from a task config for real runs
     c.env_name, c.K, c.H = HiddenTarget1D.name, 2, 20
-    c.env_kwargs.radius = 0.25
+    c.env_kwargs = ml_collections.ConfigDict({"radius": 0.25})  # the old task's options do not apply
     c.train_ratio = 0.025  # 0.025 * 4 envs * 20 steps = 2 updates per round
     c.total_frames = (c.prefill + 3 * c.num_envs) * c.K * c.H  # prefill + 3 rounds
     c.wandb_mode = "disabled"
