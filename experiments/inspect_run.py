@@ -17,6 +17,8 @@ Writes, for the held-out task set of ``experiments.reproduce`` (never used in tr
   and the return it predicts open-loop ``k`` steps ahead (imagination from the posterior at t-k
   along the actions actually taken, k = the config's imagination horizon), which is what the
   actor is trained on. Also the mean k-step prediction at steps with and without true reward.
+* ``<out>_value.png`` and ``critic`` in the JSON: the critic's value at each step against the
+  discounted return-to-go actually collected from there (does the value know what lies ahead?).
 """
 from __future__ import annotations
 
@@ -71,6 +73,50 @@ def reward_predictions(wm, params, data: dict, key: jax.Array, k: int):
     ahead = wm.reward(params, rssm_lib.feat(state)).reshape(e, n)
     open_loop = jnp.concatenate([jnp.full((e, k), jnp.nan), ahead], axis=1)
     return filtered, open_loop
+
+
+def value_predictions(agent, params, data: dict, key: jax.Array) -> jax.Array:
+    """The critic's value at the posterior of every recorded step: [E, T].
+
+    params: the agent's params {'wm', 'critic', ...}; data as in ``reward_predictions``.
+    """
+    wm = agent.wm
+    embed = wm.embed(params["wm"], data)
+    post, _, _ = rssm_lib.observe(wm.rssm, params["wm"]["rssm"], embed, data["action"],
+                                  data["is_first"], key)
+    return agent.ac.value(params["critic"], rssm_lib.feat(post))
+
+
+def return_to_go(reward: np.ndarray, discount: float) -> np.ndarray:
+    """What the critic estimates at step t, from the recorded rewards: [E, T] -> [E, T],
+    G_t = sum_{j>=1} discount^(j-1) r_{t+j}, truncated at the end of the meta-episode (the
+    critic is trained without a terminal there, so late steps' G_t fall short of its target)."""
+    out = np.zeros_like(reward, dtype=np.float64)
+    acc = np.zeros(reward.shape[0], np.float64)
+    for t in range(reward.shape[1] - 1, 0, -1):
+        acc = reward[:, t] + discount * acc
+        out[:, t - 1] = acc
+    return out
+
+
+def summarise_values(rollout, values, discount: float, K: int, H: int) -> dict:
+    """The critic against the discounted return-to-go of the same meta-episodes, on the steps whose
+    return-to-go spans at least the critic's effective horizon within the meta-episode (the first
+    sub-episode, so truncation matters least)."""
+    rew = np.asarray(rollout.data["reward"], np.float64)
+    g = return_to_go(rew, discount)
+    v = np.asarray(values, np.float64)
+    first = slice(0, H)
+    gv, vv = g[:, first].ravel(), v[:, first].ravel()
+    corr = float(np.corrcoef(gv, vv)[0, 1]) if gv.std() > 0 and vv.std() > 0 else None
+    return {"discount": discount,
+            "value_mean_first_sub_episode": float(vv.mean()),
+            "return_to_go_mean_first_sub_episode": float(gv.mean()),
+            "value_to_return_ratio": float(vv.mean() / gv.mean()) if gv.mean() > 0 else None,
+            "correlation_first_sub_episode": corr,
+            "value_mean_per_sub_episode": [float(v[:, k * H:(k + 1) * H].mean()) for k in range(K)],
+            "return_to_go_mean_per_sub_episode": [float(g[:, k * H:(k + 1) * H].mean())
+                                                  for k in range(K)]}
 
 
 def summarise(rollout, filtered, open_loop, K: int) -> dict:
@@ -137,18 +183,23 @@ def main():
         filtered, open_loop = jax.jit(lambda d: reward_predictions(
             wm, train.params["wm"], d, jax.random.PRNGKey(0), k))(rollout.data)
         report["policies"][name] = summarise(rollout, filtered, open_loop, c.K)
-        traces[name] = (rollout, np.asarray(filtered), np.asarray(open_loop))
+        values = np.asarray(jax.jit(lambda d: value_predictions(
+            agent, train.params, d, jax.random.PRNGKey(0)))(rollout.data))
+        report["policies"][name]["critic"] = summarise_values(
+            rollout, values, float(c.agent.discount), c.K, c.H)
+        traces[name] = (rollout, np.asarray(filtered), np.asarray(open_loop), values)
         print(name, json.dumps(report["policies"][name]), flush=True)
 
     with open(out + "_reward.json", "w") as f:
         json.dump(report, f, indent=2)
     _plot_rewards(traces, c, out + "_reward.png", report)
+    _plot_values(traces, c, out + "_value.png", report)
     env = setup.meta.env
     if hasattr(env, "positions"):
         _plot_figure1(setup, traces["agent"][0], tasks, out + "_figure1.png", report)
     if mujoco_task:
         _write_gif(setup, traces["agent"][0], out + "_agent.gif", args.gif_stride)
-    print(f"wrote {out}_reward.json, {out}_reward.png" +
+    print(f"wrote {out}_reward.json, {out}_reward.png, {out}_value.png" +
           (f", {out}_figure1.png" if hasattr(env, "positions") else "") +
           (f", {out}_agent.gif" if mujoco_task else ""))
 
@@ -169,7 +220,7 @@ def _plot_rewards(traces, c, path, report):
     names = list(traces)
     fig, axes = plt.subplots(len(names), 1, figsize=(10, 2.6 * len(names)), squeeze=False)
     for ax, name in zip(axes[:, 0], names):
-        rollout, filtered, open_loop = traces[name]
+        rollout, filtered, open_loop, _ = traces[name]
         # the meta-episode with the most reward (so there is something to predict)
         i = int(np.argmax(np.asarray(rollout.data["reward"]).sum(1)))
         t = np.arange(filtered.shape[1])
@@ -185,6 +236,31 @@ def _plot_rewards(traces, c, path, report):
     axes[-1, 0].set_xlabel("meta-episode step")
     fig.suptitle(f"{c.env_name}: world-model reward predictions at {report['frames']} frames",
                  fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plot_values(traces, c, path, report):
+    """Critic value vs the discounted return-to-go along the most rewarded meta-episode."""
+    names = list(traces)
+    fig, axes = plt.subplots(len(names), 1, figsize=(10, 2.6 * len(names)), squeeze=False)
+    for ax, name in zip(axes[:, 0], names):
+        rollout, _, _, values = traces[name]
+        rew = np.asarray(rollout.data["reward"])
+        i = int(np.argmax(rew.sum(1)))
+        t = np.arange(rew.shape[1])
+        ax.plot(t, return_to_go(rew, float(c.agent.discount))[i], color="k", lw=1.5,
+                label=f"discounted return-to-go ({c.agent.discount})")
+        ax.plot(t, values[i], color="tab:green", lw=1, label="critic value")
+        for b in range(1, c.K):
+            ax.axvline(b * c.H, color="grey", lw=0.8, ls=":")
+        ax.set_title(f"{name} policy, held-out task {i}", fontsize=9)
+        ax.set_ylabel("value")
+        ax.legend(fontsize=7, loc="upper right")
+    axes[-1, 0].set_xlabel("meta-episode step")
+    fig.suptitle(f"{c.env_name}: critic vs return at {report['frames']} frames, "
+                 f"{report['updates']} updates", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

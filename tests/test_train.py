@@ -237,8 +237,20 @@ def test_inspect_run_writes_figures_and_reward_report(cli_run, tmp_path):
         assert len(rep["sub_episodes"]) == c.K, name
         for sub in rep["sub_episodes"]:
             assert all(np.isfinite(v) for v in sub.values())
+        critic = rep["critic"]
+        assert len(critic["value_mean_per_sub_episode"]) == c.K
+        assert np.isfinite(critic["value_mean_first_sub_episode"])
     assert "scripted" in report["policies"]  # point robot has a scripted reference
-    assert os.path.getsize(out + "_reward.png") > 0 and os.path.getsize(out + "_figure1.png") > 0
+    for suffix in ("_reward.png", "_figure1.png", "_value.png"):
+        assert os.path.getsize(out + suffix) > 0, suffix
+
+
+def test_return_to_go_is_what_the_critic_estimates():
+    from experiments.inspect_run import return_to_go
+
+    r = np.array([[0.0, 1.0, 0.0, 2.0]])
+    # G_t = r_{t+1} + 0.5 r_{t+2} + ...; nothing after the last step
+    np.testing.assert_allclose(return_to_go(r, 0.5), [[1.0 + 0.0 + 0.5, 0.0 + 1.0, 2.0, 0.0]])
 
 
 def test_split_round_equals_the_fused_round_program():
