@@ -34,3 +34,21 @@ def test_twohot_head_probe_learns_a_dense_reward():
     rows = probe_twohot_head.probe(0.5, 200, 1e-3, {10, 200}, batch=256)
     assert [row["update"] for row in rows] == [10, 200]
     assert rows[-1]["pred_at_reward"] > 0.5 > 0.1 > rows[-1]["pred_at_zero"]
+
+
+def test_critic_probe_true_values_and_learning():
+    """The chain's closed-form values equal the discounted sum of its rewards, and the critic
+    (this codebase's update) moves towards them; with a large learning rate, within 300 updates."""
+    from experiments import probe_critic
+
+    length, distance, gamma = 12, 6, 0.9
+    truth = probe_critic.true_values(length, distance, gamma)
+    for t in range(length):  # brute force: rewards on entering t+1, t+2, ... (absorbing end)
+        states = np.minimum(t + 1 + np.arange(2000), length - 1)
+        brute = np.sum(gamma ** np.arange(2000) * (states >= distance))
+        np.testing.assert_allclose(truth[t], brute, rtol=1e-6)
+    rows, _ = probe_critic.probe(2, 300, {10, 300}, length, distance, lr=3e-3)
+    assert [r["update"] for r in rows] == [10, 300]
+    assert all(np.isfinite(v) for r in rows for v in r.values())
+    assert rows[-1]["mean_fraction_of_true_value"] > 2 * rows[0]["mean_fraction_of_true_value"]
+    assert rows[-1]["value_at_goal"] > rows[0]["value_at_goal"]
