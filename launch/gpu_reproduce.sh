@@ -13,7 +13,7 @@
 #   3. diagnostic (not the official config): MAMBA with train_ratio 0.1 (10x the updates per frame)
 #   4. Point Robot + Wind, MAMBA, 3 seeds (runs only if the budget leaves time for it)
 # (STAGES="..." picks others: radius0.5 / radius0.5_dreamer, the official config with a goal disc of
-# radius 0.5, a diagnostic of reward sparsity.)
+# radius 0.5, a diagnostic of reward sparsity; h10, imagination horizon 10 instead of 2.)
 # A stage cut off by the budget still leaves its metrics.jsonl (the periodic evaluations).
 set -u -o pipefail
 T0=$(date +%s)
@@ -60,10 +60,13 @@ for s in $STAGES; do
     # diagnostic: the official config on a less sparse reward (goal disc radius 0.5 instead of 0.2)
     radius0.5) stage point_robot_gpu_mamba_radius0.5 mamba --set=env_kwargs.goal_radius=0.5 ;;
     radius0.5_dreamer) stage point_robot_gpu_dreamer_radius0.5 dreamer --set=env_kwargs.goal_radius=0.5 ;;
+    # diagnostic: imagination horizon 10 (Wind's and Escape Room's) instead of 2, so the critic
+    # learns from 9-step lambda-returns instead of a one-step TD target (experiments.probe_critic)
+    h10) stage point_robot_gpu_mamba_h10 mamba --set=agent.imag_horizon=10 ;;
     # Point Robot + Wind (imagination horizon 10, train ratio 0.2: 6.6 s per update on the 2-core
     # CPU); the later --task wins over stage's --task=point_robot
     wind) stage point_robot_wind_gpu_mamba mamba --task=point_robot_wind ;;
-    *) echo "unknown stage $s (mamba dreamer tr0.1 radius0.5 radius0.5_dreamer wind)"; exit 2 ;;
+    *) echo "unknown stage $s (mamba dreamer tr0.1 radius0.5 radius0.5_dreamer h10 wind)"; exit 2 ;;
   esac
 done
 tar czf "$OUT/gpu_results.tgz" -C "$RES" . && tar tzvf "$OUT/gpu_results.tgz"
