@@ -79,7 +79,7 @@ def validate_config(config) -> None:
     names = envs_lib.registered_names()
     if config.env_name not in names:
         bad("env_name", f"unknown environment {config.env_name!r}; valid: {', '.join(names)}")
-    accepted = envs_lib.core.option_names(config.env_name)
+    accepted = envs_lib.option_names(config.env_name)
     unknown = sorted(set(config.env_kwargs.keys()) - accepted) if accepted is not None else []
     if unknown:
         bad("env_kwargs", f"{config.env_name!r} has no option(s) {unknown}; its options and "
