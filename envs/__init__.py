@@ -1,6 +1,6 @@
 """Pure-JAX and MJX meta-RL environments. ``envs.make(name, **overrides)`` builds one."""
-from envs.core import (Env, EnvState, make, option_names, options, register,  # noqa: F401
-                       registered_names, resolve_options)
+from envs.core import (Env, EnvState, check_options, make, option_names, options,  # noqa: F401
+                       register, registered_names, resolve_options)
 
 # Importing a task module registers it.
 from envs import point_robot  # noqa: F401,E402

@@ -123,6 +123,16 @@ def option_names(name: str) -> Optional[Set[str]]:
     return {f.name for f in dataclasses.fields(factory) if f.init}
 
 
+def check_options(name: str, overrides: Dict[str, Any]) -> None:
+    """Raises ValueError naming every key of ``overrides`` that ``make(name, ...)`` does not
+    accept (and the unknown-name error). Factories that are not dataclasses are not checked."""
+    valid = option_names(name)
+    bad = sorted(set(overrides) - valid) if valid is not None else []
+    if bad:
+        raise ValueError(f"{name!r} has no option(s) {bad}; valid options: {sorted(valid)} "
+                         f"(defaults: {options(name)})")
+
+
 def resolve_options(name: str, overrides: Dict[str, Any]) -> Dict[str, Any]:
     """Every option of environment ``name`` as ``make(name, **overrides)`` would use it: the
     defaults updated by ``overrides`` (sorted by name). Unknown names resolve to ``overrides``."""
@@ -141,11 +151,5 @@ def make(name: str, **overrides) -> Env:
             f"unknown environment {name!r}; valid names: {', '.join(registered_names())}"
         )
     factory = _REGISTRY[name]
-    valid = option_names(name)
-    if valid is not None:
-        bad = sorted(set(overrides) - valid)
-        if bad:
-            raise ValueError(
-                f"environment {name!r} has no option(s) {bad}; valid options: {sorted(valid)}"
-            )
+    check_options(name, overrides)
     return factory(**overrides)

@@ -56,20 +56,20 @@ def _flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
     return out
 
 
-def _normalise(fp: Dict[str, Any]) -> Dict[str, Any]:
-    """A fingerprint as this code compares it: every environment option resolved to its value
-    (checkpoints written before env_kwargs listed the defaults stored only the overrides), the
-    performance-only agent fields dropped, nested fields flattened to dotted names."""
+def _canonical(fp: Dict[str, Any]) -> Dict[str, Any]:
+    """A fingerprint in the form this code stores and compares: every environment option resolved
+    to its value (checkpoints written before env_kwargs listed the defaults stored only the
+    overrides) and the performance-only agent fields dropped."""
     fp = dict(fp)
     fp["env_kwargs"] = envs.resolve_options(fp.get("env_name"), dict(fp.get("env_kwargs") or {}))
     fp["agent"] = {k: v for k, v in (fp.get("agent") or {}).items()
                    if k not in PERFORMANCE_ONLY_AGENT_FIELDS}
-    return _flatten(fp)
+    return fp
 
 
 def _diff_fingerprints(saved: Dict[str, Any], current: Dict[str, Any]) -> list[str]:
     """``field: checkpoint=... now=...`` for every (dotted) field that differs."""
-    saved, current = _normalise(saved), _normalise(current)
+    saved, current = _flatten(_canonical(saved)), _flatten(_canonical(current))
     keys = sorted(set(saved) | set(current))
     return [f"{k}: checkpoint={saved.get(k, _ABSENT)!r} now={current.get(k, _ABSENT)!r}"
             for k in keys if saved.get(k, _ABSENT) != current.get(k, _ABSENT)]
@@ -127,11 +127,9 @@ def fingerprint_of(config, replay_shards: int = 1) -> Dict[str, Any]:
     keys = ("env_name", "K", "H", "num_envs", "batch_size", "replay_capacity", "checkpoint_replay",
             "variant", "sequence", "window_length")
     fp = {k: config.get(k) for k in keys}
-    fp["env_kwargs"] = json.loads(json.dumps(
-        envs.resolve_options(config.env_name, config.env_kwargs.to_dict()), default=str))
-    fp["agent"] = json.loads(json.dumps(
-        {k: v for k, v in config.agent.to_dict().items()
-         if k not in PERFORMANCE_ONLY_AGENT_FIELDS}, default=str))
+    fp["env_kwargs"] = config.env_kwargs.to_dict()
+    fp["agent"] = config.agent.to_dict()
+    fp = json.loads(json.dumps(_canonical(fp), default=str))
     fp["num_seeds"] = config.get("num_seeds", 1)
     if replay_shards > 1 and config.get("checkpoint_replay"):
         fp["replay_shards"] = int(replay_shards)

@@ -79,12 +79,10 @@ def validate_config(config) -> None:
     names = envs_lib.registered_names()
     if config.env_name not in names:
         bad("env_name", f"unknown environment {config.env_name!r}; valid: {', '.join(names)}")
-    accepted = envs_lib.option_names(config.env_name)
-    unknown = sorted(set(config.env_kwargs.keys()) - accepted) if accepted is not None else []
-    if unknown:
-        bad("env_kwargs", f"{config.env_name!r} has no option(s) {unknown}; its options and "
-                          f"defaults: {envs_lib.options(config.env_name)} (after changing "
-                          "env_name, set env_kwargs for the new environment)")
+    try:
+        envs_lib.check_options(config.env_name, dict(config.env_kwargs))
+    except ValueError as e:
+        bad("env_kwargs", f"{e} (after changing env_name, set env_kwargs for the new environment)")
     for f in ("K", "H", "num_envs", "batch_size", "eval_tasks", "keep_checkpoints",
               "checkpoint_every_updates", "max_nonfinite_streak", "num_seeds"):
         v = config[f]
