@@ -216,54 +216,50 @@ def _write_gif(setup, rollout, path, stride):
     render_mujoco.render_rollout(setup.meta.env, first, path, fps=20)
 
 
-def _plot_rewards(traces, c, path, report):
+def _plot_per_policy(traces, c, path, suptitle, ylabel, legend_loc, draw):
+    """One panel per policy on its most rewarded meta-episode (so there is something to see),
+    sub-episode boundaries dotted; ``draw(ax, trace, i, t)`` adds the lines."""
     names = list(traces)
     fig, axes = plt.subplots(len(names), 1, figsize=(10, 2.6 * len(names)), squeeze=False)
     for ax, name in zip(axes[:, 0], names):
-        rollout, filtered, open_loop, _ = traces[name]
-        # the meta-episode with the most reward (so there is something to predict)
-        i = int(np.argmax(np.asarray(rollout.data["reward"]).sum(1)))
-        t = np.arange(filtered.shape[1])
+        rew = np.asarray(traces[name][0].data["reward"])
+        i = int(np.argmax(rew.sum(1)))
+        draw(ax, traces[name], i, np.arange(rew.shape[1]))
+        for b in range(1, c.K):
+            ax.axvline(b * c.H, color="grey", lw=0.8, ls=":")
+        ax.set_title(f"{name} policy, held-out task {i}", fontsize=9)
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=7, loc=legend_loc)
+    axes[-1, 0].set_xlabel("meta-episode step")
+    fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plot_rewards(traces, c, path, report):
+    def draw(ax, trace, i, t):
+        rollout, filtered, open_loop, _ = trace
         ax.plot(t, np.asarray(rollout.data["reward"])[i], color="k", lw=1.5, label="true reward")
         ax.plot(t, filtered[i], color="tab:orange", lw=1, label="model: filtered")
         ax.plot(t, open_loop[i], color="tab:purple", lw=1, ls="--",
                 label=f"model: {report['k']}-step open loop")
-        for b in range(1, c.K):
-            ax.axvline(b * c.H, color="grey", lw=0.8, ls=":")
-        ax.set_title(f"{name} policy, held-out task {i}", fontsize=9)
-        ax.set_ylabel("reward")
-        ax.legend(fontsize=7, loc="upper left")
-    axes[-1, 0].set_xlabel("meta-episode step")
-    fig.suptitle(f"{c.env_name}: world-model reward predictions at {report['frames']} frames",
-                 fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+
+    _plot_per_policy(traces, c, path, f"{c.env_name}: world-model reward predictions at "
+                     f"{report['frames']} frames", "reward", "upper left", draw)
 
 
 def _plot_values(traces, c, path, report):
     """Critic value vs the discounted return-to-go along the most rewarded meta-episode."""
-    names = list(traces)
-    fig, axes = plt.subplots(len(names), 1, figsize=(10, 2.6 * len(names)), squeeze=False)
-    for ax, name in zip(axes[:, 0], names):
-        rollout, _, _, values = traces[name]
-        rew = np.asarray(rollout.data["reward"])
-        i = int(np.argmax(rew.sum(1)))
-        t = np.arange(rew.shape[1])
-        ax.plot(t, return_to_go(rew, float(c.agent.discount))[i], color="k", lw=1.5,
+    def draw(ax, trace, i, t):
+        rollout, _, _, values = trace
+        rtg = return_to_go(np.asarray(rollout.data["reward"])[i:i + 1], float(c.agent.discount))
+        ax.plot(t, rtg[0], color="k", lw=1.5,
                 label=f"discounted return-to-go ({c.agent.discount})")
         ax.plot(t, values[i], color="tab:green", lw=1, label="critic value")
-        for b in range(1, c.K):
-            ax.axvline(b * c.H, color="grey", lw=0.8, ls=":")
-        ax.set_title(f"{name} policy, held-out task {i}", fontsize=9)
-        ax.set_ylabel("value")
-        ax.legend(fontsize=7, loc="upper right")
-    axes[-1, 0].set_xlabel("meta-episode step")
-    fig.suptitle(f"{c.env_name}: critic vs return at {report['frames']} frames, "
-                 f"{report['updates']} updates", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+
+    _plot_per_policy(traces, c, path, f"{c.env_name}: critic vs return at {report['frames']} "
+                     f"frames, {report['updates']} updates", "value", "upper right", draw)
 
 
 def _plot_figure1(setup, rollout, tasks, path, report):
