@@ -39,6 +39,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments.reproduce import HELD_OUT_SEED  # noqa: E402
+from mamba_jax import actor_critic  # noqa: E402
 from mamba_jax import collect as collect_lib  # noqa: E402
 from mamba_jax import rssm as rssm_lib  # noqa: E402
 from mamba_jax import run as run_lib  # noqa: E402
@@ -49,9 +50,10 @@ def reward_predictions(wm, params, data: dict, key: jax.Array, k: int):
     """World-model reward predictions along recorded meta-episodes.
 
     data: replay-format dict with leaves [E, T, ...] ('action' [E, T, A] is the action that led to
-    step t). Returns (filtered [E, T], open_loop [E, T]): filtered[:, t] = reward head at the
+    step t). Returns (filtered [E, T], open_loop [E, T], post): filtered[:, t] = reward head at the
     posterior of step t; open_loop[:, t] = reward predicted for step t by imagining k prior steps
-    from the posterior at t-k with the recorded actions (NaN for t < k).
+    from the posterior at t-k with the recorded actions (NaN for t < k); post = the posterior
+    states those come from (leaves [E, T, ...]), for other heads to read the same sample.
     """
     e, t = data["reward"].shape
     k_obs, k_img = jax.random.split(key)
@@ -72,31 +74,17 @@ def reward_predictions(wm, params, data: dict, key: jax.Array, k: int):
     state, _ = jax.lax.scan(step, state, (actions, jax.random.split(k_img, k)))
     ahead = wm.reward(params, rssm_lib.feat(state)).reshape(e, n)
     open_loop = jnp.concatenate([jnp.full((e, k), jnp.nan), ahead], axis=1)
-    return filtered, open_loop
-
-
-def value_predictions(agent, params, data: dict, key: jax.Array) -> jax.Array:
-    """The critic's value at the posterior of every recorded step: [E, T].
-
-    params: the agent's params {'wm', 'critic', ...}; data as in ``reward_predictions``.
-    """
-    wm = agent.wm
-    embed = wm.embed(params["wm"], data)
-    post, _, _ = rssm_lib.observe(wm.rssm, params["wm"]["rssm"], embed, data["action"],
-                                  data["is_first"], key)
-    return agent.ac.value(params["critic"], rssm_lib.feat(post))
+    return filtered, open_loop, post
 
 
 def return_to_go(reward: np.ndarray, discount: float) -> np.ndarray:
     """What the critic estimates at step t, from the recorded rewards: [E, T] -> [E, T],
     G_t = sum_{j>=1} discount^(j-1) r_{t+j}, truncated at the end of the meta-episode (the
-    critic is trained without a terminal there, so late steps' G_t fall short of its target)."""
-    out = np.zeros_like(reward, dtype=np.float64)
-    acc = np.zeros(reward.shape[0], np.float64)
-    for t in range(reward.shape[1] - 1, 0, -1):
-        acc = reward[:, t] + discount * acc
-        out[:, t - 1] = acc
-    return out
+    critic is trained without a terminal there, so late steps' G_t fall short of its target).
+    The critic's own lambda-return with lambda = 1 and a zero bootstrap (float32)."""
+    r = jnp.asarray(reward, jnp.float32).T  # [T, E], time-major
+    g = actor_critic.lambda_returns(r, jnp.full_like(r, discount), jnp.zeros_like(r), 1.0)
+    return np.concatenate([np.asarray(g).T, np.zeros_like(reward[:, :1], np.float32)], 1)
 
 
 def summarise_values(rollout, values, discount: float, K: int, H: int) -> dict:
@@ -180,11 +168,11 @@ def main():
         keep = mujoco_task and name == "agent"
         rollout, _ = jax.jit(lambda kk, carry=carry, policy=policy, keep=keep: collect_lib.collect(
             setup.meta, policy, carry, kk, args.tasks, tasks=tasks, keep_states=keep))(key)
-        filtered, open_loop = jax.jit(lambda d: reward_predictions(
+        filtered, open_loop, post = jax.jit(lambda d: reward_predictions(
             wm, train.params["wm"], d, jax.random.PRNGKey(0), k))(rollout.data)
         report["policies"][name] = summarise(rollout, filtered, open_loop, c.K)
-        values = np.asarray(jax.jit(lambda d: value_predictions(
-            agent, train.params, d, jax.random.PRNGKey(0)))(rollout.data))
+        # the critic at the same posterior sample the reward predictions filter with
+        values = np.asarray(jax.jit(agent.ac.value)(train.params["critic"], rssm_lib.feat(post)))
         report["policies"][name]["critic"] = summarise_values(
             rollout, values, float(c.agent.discount), c.K, c.H)
         traces[name] = (rollout, np.asarray(filtered), np.asarray(open_loop), values)

@@ -31,6 +31,7 @@ import optax
 
 from experiments import bench_common
 from mamba_jax import actor_critic as ac_lib
+from mamba_jax.agent import optimizers
 from mamba_jax.config import agent_config
 
 FEATURES = 64
@@ -47,21 +48,20 @@ def probe(horizon: int, steps: int, checkpoints, length: int, distance: int, see
           lr: float | None = None):
     """Trains a fresh critic with imagination horizon ``horizon`` (Adam lr ``lr``, default the
     official 3e-5); returns (one row per checkpoint, the true values [length])."""
-    cfg = agent_config("official", imag_horizon=horizon)
+    cfg = agent_config("official", imag_horizon=horizon,
+                       **({} if lr is None else {"critic_lr": lr}))
     ac = ac_lib.ActorCritic(config=cfg, action_dim=1, discrete=False)
     discount, lam = float(cfg.discount), float(cfg.discount_lambda)
     k_feat, k_init = jax.random.split(jax.random.PRNGKey(seed))
     table = jax.random.normal(k_feat, (length, FEATURES))  # one fixed feature vector per state
     params = ac.init(k_init, FEATURES)
     critic, slow = params["critic"], params["slow_critic"]
-    opt = optax.chain(optax.clip_by_global_norm(cfg.critic_grad_clip),
-                      optax.adam(cfg.critic_lr if lr is None else lr, eps=cfg.ac_eps))
+    opt = optimizers(cfg)["critic"]
     opt_state = opt.init(critic)
 
     @jax.jit
     def step(critic, slow, opt_state, key):
-        slow = jax.tree.map(lambda s, x: cfg.slow_critic_fraction * x
-                            + (1.0 - cfg.slow_critic_fraction) * s, slow, critic)
+        slow = ac_lib.slow_update(slow, critic, cfg.slow_critic_fraction)
         start = jax.random.randint(key, (STARTS,), 0, length)
         states = jnp.minimum(start[None] + jnp.arange(horizon)[:, None], length - 1)  # [I, N]
         feats = table[states]  # [I, N, F]

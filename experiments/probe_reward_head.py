@@ -59,7 +59,7 @@ def probe(config, updates: int, every: int, episodes: int = 64, seed: int = 0) -
     step = jax.jit(lambda tr, k: setup.agent.train_step(
         tr, replay_lib.sample(buffer, k, config.batch_size), k, horizon))
     predict = jax.jit(lambda tr: reward_predictions(
-        setup.agent.wm, tr.params["wm"], test_data, jax.random.PRNGKey(0), 1)[0])
+        setup.agent.wm, tr.params["wm"], test_data, jax.random.PRNGKey(0), 1)[0])  # filtered
     reward = np.asarray(test_data["reward"])
     if not (reward > 0).any():
         raise ValueError(f"the scripted policy found no reward in {setup.length}-step meta-episodes "

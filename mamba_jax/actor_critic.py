@@ -52,6 +52,11 @@ def return_weights(cont: jax.Array) -> jax.Array:
     return sg(w)
 
 
+def slow_update(slow_params, params, fraction: float):
+    """Slow-critic EMA (spec 6.5): slow <- fraction * params + (1 - fraction) * slow, leaf-wise."""
+    return jax.tree.map(lambda s, x: fraction * x + (1.0 - fraction) * s, slow_params, params)
+
+
 def update_retnorm(retnorm: jax.Array, returns: jax.Array, alpha: float, percentiles,
                    limit: float) -> tuple[jax.Array, jax.Array]:
     """EMA of the (lo, hi) percentiles of sg(returns); returns (new [2], scale max(limit, hi - lo))."""

@@ -21,7 +21,7 @@ import ml_collections
 import optax
 
 from mamba_jax import rssm as rssm_lib
-from mamba_jax.actor_critic import ActorCritic
+from mamba_jax.actor_critic import ActorCritic, slow_update
 from mamba_jax.config import validate
 from mamba_jax.world_model import WorldModel
 
@@ -39,6 +39,15 @@ class TrainState:
 
 def _adam(lr, eps, clip):
     return optax.chain(optax.clip_by_global_norm(clip), optax.adam(lr, b1=0.9, b2=0.999, eps=eps))
+
+
+def optimizers(config) -> dict:
+    """The three optimisers of an agent config: {'wm', 'actor', 'critic'} (global-norm clip, then
+    Adam with the config's learning rate and epsilon)."""
+    c = config
+    return {'wm': _adam(c.model_lr, c.model_eps, c.model_grad_clip),
+            'actor': _adam(c.actor_lr, c.ac_eps, c.actor_grad_clip),
+            'critic': _adam(c.critic_lr, c.ac_eps, c.critic_grad_clip)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,10 +75,7 @@ class Agent:
 
     @property
     def optimizers(self) -> dict:
-        c = self.config
-        return {'wm': _adam(c.model_lr, c.model_eps, c.model_grad_clip),
-                'actor': _adam(c.actor_lr, c.ac_eps, c.actor_grad_clip),
-                'critic': _adam(c.critic_lr, c.ac_eps, c.critic_grad_clip)}
+        return optimizers(self.config)
 
     # --------------------------------------------------------------- init
     def init(self, key: jax.Array) -> TrainState:
@@ -131,9 +137,7 @@ class Agent:
         b, t = post['deter'].shape[:2]
 
         # slow critic EMA (start of the behaviour update)
-        f = c.slow_critic_fraction
-        slow = jax.tree.map(lambda s, x: f * x + (1.0 - f) * s, params['slow_critic'],
-                            params['critic'])
+        slow = slow_update(params['slow_critic'], params['critic'], c.slow_critic_fraction)
 
         # start states: detached posteriors at behavior_batch_length indices per sequence
         n = c.behavior_batch_length
