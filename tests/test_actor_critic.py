@@ -61,6 +61,17 @@ def test_retnorm_update():
     np.testing.assert_allclose(scale, 0.99 * 200 + 0.95 - 0.05, rtol=1e-5)
 
 
+def test_slow_update_is_an_ema_towards_the_critic():
+    slow = {'w': jnp.zeros(3), 'b': jnp.array(10.0)}
+    fast = {'w': jnp.ones(3), 'b': jnp.array(0.0)}
+    new = ac_lib.slow_update(slow, fast, 0.02)
+    np.testing.assert_allclose(new['w'], 0.02)
+    np.testing.assert_allclose(new['b'], 9.8)
+    for _ in range(2000):  # converges to the critic
+        new = ac_lib.slow_update(new, fast, 0.02)
+    np.testing.assert_allclose(new['w'], 1.0, atol=1e-6)
+
+
 @pytest.fixture(scope='module', params=[('normal', 'dynamics'), ('onehot', 'reinforce')])
 def setup(request):
     dist_name, grad = request.param

@@ -146,3 +146,18 @@ def test_bf16_compute_close_to_f32():
         losses[dtype] = float(loss)
     assert np.isfinite(losses['bfloat16'])
     np.testing.assert_allclose(losses['bfloat16'], losses['float32'], rtol=0.05)
+
+
+
+def test_optimizers_use_each_parts_learning_rate():
+    from mamba_jax.agent import optimizers
+
+    cfg = agent_config('tiny', model_lr=1e-3, actor_lr=2e-3, critic_lr=4e-3)
+    opts = optimizers(cfg)
+    assert set(opts) == {'wm', 'actor', 'critic'}
+    params = {'x': jnp.zeros(2)}
+    grad = {'x': jnp.array([3.0, -4.0])}
+    for name, lr in (('wm', 1e-3), ('actor', 2e-3), ('critic', 4e-3)):
+        upd, _ = opts[name].update(grad, opts[name].init(params), params)
+        # Adam's first step moves every coordinate by ~lr against the gradient's sign
+        np.testing.assert_allclose(upd['x'], [-lr, lr], rtol=1e-3)
