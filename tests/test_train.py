@@ -245,6 +245,44 @@ def test_inspect_run_writes_figures_and_reward_report(cli_run, tmp_path):
         assert os.path.getsize(out + suffix) > 0, suffix
 
 
+def test_probe_actor_gradient_reports_the_actor_signal(cli_run, tmp_path):
+    workdir, _ = cli_run
+    out = str(tmp_path / "ag.json")
+    proc = subprocess.run([sys.executable, "-m", "experiments.probe_actor_gradient",
+                           f"--workdir={workdir}", "--tasks=3", f"--out={out}"], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.load(open(out))
+    assert len(report["per_sub_episode"]) == tiny.get_config().K
+    assert -1.0 <= report["cos_model_gradient_to_goal"] <= 1.0
+    assert report["model_gradient_norm"] >= 0 and 0 <= report["tanh_saturated_fraction"] <= 1
+    assert 0.1 <= report["std_mean"] <= 1.0  # the official min/max std
+
+
+def test_actor_gradient_summary_geometry():
+    from experiments.probe_actor_gradient import reward_fit, summarise
+
+    pos = np.zeros((1, 4, 2))
+    goal = np.array([[0.0, 1.0]])
+    up, down = np.array([0.0, 1.0]), np.array([0.0, -1.0])
+    grad = np.stack([up, up, up, down])[None]  # 3 of 4 towards the goal
+    action = np.stack([up, down, up, down])[None]
+    mu = np.array([[[0.0, 3.0], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]]])  # one component saturated
+    sub = np.array([[0, 0, 1, 1]])
+    rep = summarise(grad, action, mu, np.full((1, 4, 2), 0.5), pos, goal, sub, K=2)
+    assert rep["cos_model_gradient_to_goal"] == pytest.approx(0.5)
+    assert rep["model_gradient_towards_goal_fraction"] == pytest.approx(0.75)
+    assert rep["cos_action_to_goal"] == pytest.approx(0.0)
+    assert rep["tanh_saturated_fraction"] == pytest.approx(1 / 8)
+    assert rep["per_sub_episode"][0]["cos_model_gradient_to_goal"] == pytest.approx(1.0)
+    assert rep["per_sub_episode"][1]["cos_model_gradient_to_goal"] == pytest.approx(0.0)
+    reward = np.array([[0.0, 1.0, 2.0, 3.0]])
+    fit = reward_fit(reward + 1.0, reward, np.zeros((1, 4), int))  # a perfect one-step predictor
+    assert fit["model_r1_corr_next_reward"] == pytest.approx(1.0)
+    assert fit["model_r1_abs_error"] == pytest.approx(0.0)
+    assert fit["copy_current_reward_abs_error"] == pytest.approx(1.0)
+
+
 def test_return_to_go_is_what_the_critic_estimates():
     from experiments.inspect_run import return_to_go
 

@@ -1,0 +1,172 @@
+"""Does the world model's one-step return point the actor at the goal? (point-robot tasks)
+
+    python -m experiments.probe_actor_gradient --workdir=<run folder> [--tasks=20] [--seed_index=0] \
+        [--out=results/inspect/<name>_actor_gradient.json]
+
+The point robot's actor is trained by dynamics backpropagation with imagination horizon I = 2
+(spec 6.6): its objective at a start state is (R_0 - v_0) / S with R_0 = r_1 + c_1 v_1, where
+s_1 = img_step(s_0, a_0), so the only signal the actor's mean receives is the gradient
+dG/da of G(a) = r_1 + c_1 v_1 (the model's one-step return) with respect to the action, times the
+tanh slope of the mean. This script measures that signal at every posterior state of the trained
+agent's deterministic meta-episodes on held-out tasks (the ``experiments.reproduce`` set):
+
+* ``model_gradient_norm``: |dG/da| (mean), and ``cos_model_gradient_to_goal``: the cosine
+  between dG/da and the direction from the robot to the goal (mean, and the fraction > 0). For the
+  dense reward 1 - d (``env_kwargs.goal_radius`` >= the arena) the true one-step reward gradient
+  points exactly at the goal; with the sparse reward it is zero outside the goal disc, so there a
+  positive cosine can only come from the critic.
+* ``cos_action_to_goal``: the cosine between the agent's deterministic action and the goal
+  direction (is the policy heading for the goal?).
+* ``reward_fit``: the model's r_1 at the taken action against the true next reward (correlation,
+  mean absolute error), next to the same figures for copying the current reward (an input of the
+  posterior): a reward head that only copies its input is accurate and gives no action gradient.
+* ``tanh_saturated_fraction``: the fraction of action components whose pre-tanh mean has
+  |mu| > 2 (tanh slope < 0.07: the gradient reaching the actor is 14x smaller or less), and
+  ``std_mean``, the policy's mean standard deviation.
+
+Each figure is given for the whole meta-episode and per sub-episode.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from mamba_jax import memory
+
+memory.configure_process()
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from experiments.inspect_run import reward_predictions  # noqa: E402
+from experiments.reproduce import HELD_OUT_SEED  # noqa: E402
+from mamba_jax import collect as collect_lib  # noqa: E402
+from mamba_jax import distributions as dist  # noqa: E402
+from mamba_jax import rssm as rssm_lib  # noqa: E402
+from mamba_jax import run as run_lib  # noqa: E402
+from mamba_jax import trainer  # noqa: E402
+
+SATURATED = 2.0  # |pre-tanh mean| above which tanh' = 1 - tanh^2 < 0.071
+
+
+def one_step_return_gradient(agent, params, state: rssm_lib.State, action: jax.Array,
+                             key: jax.Array, samples: int = 4):
+    """dG/da of G(a) = r_1 + discount * cont_1 * v_1 at s_1 = img_step(state, a).
+
+    state: posterior states, leaves [N, ...]; action [N, A]. Returns (grad [N, A], r_1 [N]), each
+    averaged over ``samples`` draws of the stochastic latent of s_1 (straight-through, as in
+    imagination).
+    """
+    wm, ac, c = agent.wm, agent.ac, agent.config
+
+    def total(a, k):
+        nxt, _ = wm.img_step(params["wm"], state, a, k)
+        f = rssm_lib.feat(nxt)
+        r = wm.reward(params["wm"], f)
+        g = r + c.discount * wm.cont_prob(params["wm"], f) * ac.value(params["critic"], f)
+        return jnp.sum(g), r
+
+    grads, rewards = jax.vmap(lambda k: jax.grad(total, has_aux=True)(action, k))(
+        jax.random.split(key, samples))
+    return grads.mean(0), rewards.mean(0)
+
+
+def _cos(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    nu, nv = np.linalg.norm(u, axis=-1), np.linalg.norm(v, axis=-1)
+    return np.sum(u * v, -1) / np.maximum(nu * nv, 1e-12)
+
+
+def reward_fit(r1: np.ndarray, reward: np.ndarray, sub: np.ndarray) -> dict:
+    """How the model's r_1 at the taken action predicts the next reward, against copying the
+    current one. r1, reward, sub [E, T]; pairs (t, t + 1) inside one sub-episode."""
+    same = (sub[:, :-1] == sub[:, 1:]).ravel()
+    pred, now, nxt = r1[:, :-1].ravel()[same], reward[:, :-1].ravel()[same], reward[:, 1:].ravel()[same]
+    corr = lambda a, b: float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else None
+    return {"model_r1_corr_next_reward": corr(pred, nxt),
+            "model_r1_abs_error": float(np.abs(pred - nxt).mean()),
+            "copy_current_reward_corr_next_reward": corr(now, nxt),
+            "copy_current_reward_abs_error": float(np.abs(now - nxt).mean())}
+
+
+def summarise(grad, action, mu, std, pos, goal, sub, K: int) -> dict:
+    """grad/action/mu/std [E, T, 2]; pos [E, T, 2]; goal [E, 2]; sub [E, T] sub-episode index."""
+    to_goal = goal[:, None, :] - pos
+    cos_g, cos_a = _cos(grad, to_goal), _cos(action, to_goal)
+    norm = np.linalg.norm(grad, axis=-1)
+    sat = (np.abs(mu) > SATURATED).mean(-1)
+
+    def block(m):
+        return {"model_gradient_norm": float(norm[m].mean()),
+                "cos_model_gradient_to_goal": float(cos_g[m].mean()),
+                "model_gradient_towards_goal_fraction": float((cos_g[m] > 0).mean()),
+                "cos_action_to_goal": float(cos_a[m].mean()),
+                "tanh_saturated_fraction": float(sat[m].mean()),
+                "std_mean": float(std[m].mean()),
+                "distance_to_goal_mean": float(np.linalg.norm(to_goal, axis=-1)[m].mean())}
+
+    out = block(np.ones(sub.shape, bool))
+    out["per_sub_episode"] = [block(sub == k) for k in range(K)]
+    return out
+
+
+def _plain(x):
+    return x.to_dict() if hasattr(x, "to_dict") else dict(x or {})
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--seed_index", type=int, default=0, help="which agent of a multi-seed run")
+    p.add_argument("--tasks", type=int, default=20)
+    p.add_argument("--out", default=None, help="JSON path (default: <workdir>/actor_gradient.json)")
+    args = p.parse_args()
+    out = args.out or os.path.join(args.workdir, "actor_gradient.json")
+
+    setup, run, _ = run_lib.load_run(args.workdir)
+    c = setup.config
+    if not c.env_name.startswith("point_robot"):
+        raise SystemExit(f"probe_actor_gradient needs a point-robot run, got env {c.env_name!r}")
+    train = run.train
+    if c.num_seeds > 1:
+        train = jax.tree.map(lambda x: x[args.seed_index], train)
+    agent = setup.agent
+    tasks = trainer.sample_tasks(setup, HELD_OUT_SEED, args.tasks)
+    policy = collect_lib.agent_policy(agent, train, mode=True)
+    carry = agent.initial_carry(train, args.tasks)
+    rollout, _ = jax.jit(lambda k: collect_lib.collect(setup.meta, policy, carry, k, args.tasks,
+                                                       tasks=tasks))(jax.random.PRNGKey(HELD_OUT_SEED + 1))
+    data = rollout.data
+    e, t = data["reward"].shape
+
+    @jax.jit
+    def measure(data):
+        _, _, post = reward_predictions(agent.wm, train.params["wm"], data, jax.random.PRNGKey(0),
+                                        int(c.agent.imag_horizon))
+        post = jax.tree.map(lambda x: x.reshape((e * t,) + x.shape[2:]), post)
+        f = rssm_lib.feat(post)
+        raw = agent.ac.actor.apply({"params": train.params["actor"]}, f)
+        mu = jnp.split(raw.astype(jnp.float32), 2, -1)[0]
+        mean, std = dist.normal_params(raw, c.agent.actor_min_std, c.agent.actor_max_std)
+        grad, r1 = one_step_return_gradient(agent, train.params, post, mean, jax.random.PRNGKey(1))
+        return grad, mean, mu, std, r1
+
+    grad, mean, mu, std, r1 = (np.asarray(x).reshape(e, t, -1) for x in measure(data))
+    pos = np.asarray(setup.meta.env.positions(np.asarray(data["state"])))
+    goal = np.asarray(tasks["goal"])
+    sub = np.asarray(collect_lib.observed_sub_idx(rollout))
+    report = {"workdir": args.workdir, "frames": int(np.asarray(run.frames).reshape(-1)[0]),
+              "updates": int(np.asarray(run.updates).reshape(-1)[0]), "tasks": args.tasks,
+              "env_kwargs": _plain(c.get("env_kwargs")),
+              **summarise(grad, mean, mu, std, pos, goal, sub, c.K),
+              "reward_fit": reward_fit(r1[..., 0], np.asarray(data["reward"]), sub)}
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as fh:
+        json.dump(report, fh, indent=2)
+    print(json.dumps({k: v for k, v in report.items() if k != "per_sub_episode"}, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
