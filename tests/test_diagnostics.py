@@ -52,3 +52,21 @@ def test_critic_probe_true_values_and_learning():
     assert all(np.isfinite(v) for r in rows for v in r.values())
     assert rows[-1]["mean_fraction_of_true_value"] > 2 * rows[0]["mean_fraction_of_true_value"]
     assert rows[-1]["value_at_goal"] > rows[0]["value_at_goal"]
+
+
+def test_probe_model_gradient_rows():
+    """The model-gradient probe runs on random-policy data of the dense point robot and reports
+    cosines in [-1, 1], finite gradient norms and the reward-fit figures, one row per ``every``."""
+    from experiments import probe_model_gradient
+    from experiments.reproduce import apply_overrides
+
+    config = tiny.get_config()
+    apply_overrides(config, ["env_kwargs.goal_radius=10.0"])
+    rows = probe_model_gradient.probe(config, updates=2, every=1, episodes=8, test_episodes=2)
+    assert [r["update"] for r in rows] == [0, 1, 2]
+    for r in rows:
+        assert -1.0 <= r["cos_model_gradient_to_goal"] <= 1.0
+        assert 0.0 <= r["model_gradient_towards_goal_fraction"] <= 1.0
+        assert np.isfinite(r["model_gradient_norm"]) and np.isfinite(r["model_r1_abs_error"])
+    # dense reward: the next reward is well predicted by the current one (a random walk)
+    assert rows[0]["copy_current_reward_corr_next_reward"] > 0.5
