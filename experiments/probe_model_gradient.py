@@ -8,10 +8,12 @@ The actor of the point robot learns only through dG/da, the gradient of the mode
 return G = r_1 + c_1 v_1 with respect to the action (``experiments.probe_actor_gradient``). This
 probe asks whether that gradient becomes right when the data cover the actions well: it fills a
 replay buffer with meta-episodes of the uniform random policy (actions U[-1, 1]^2, a random walk
-around the start), runs the agent's full update from a fresh initialisation on it, and every
+around the start), runs the world-model half of the agent's update (``Agent.wm_update``: the
+actor and critic play no part in it) from a fresh initialisation on it, and every
 ``--every`` updates measures, on held-out random-policy meta-episodes: the cosine between dG/da
-(at the action actually taken) and the direction to the goal (mean, fraction > 0), |dG/da|, and how
-well the model's r_1 predicts the next reward. With the dense reward 1 - d (goal radius 10, the
+at the action actually taken (the critic keeps its zero-initialised output, so G = r_1 here) and
+the direction to the goal (mean, fraction > 0), |dG/da|, and how well the model's r_1 predicts
+the next reward. With the dense reward 1 - d (goal radius 10, the
 default here) the true dr_1/da is 0.1 times the unit vector to the goal at every step.
 """
 from __future__ import annotations
@@ -60,8 +62,12 @@ def probe(config, updates: int, every: int, episodes: int = 64, test_episodes: i
     e, t = data["reward"].shape
     buffer = replay_lib.add(run.replay, train_rollout.data)
     horizon = jnp.int32(setup.length)
-    step = jax.jit(lambda tr, k: agent.train_step(
-        tr, replay_lib.sample(buffer, k, config.batch_size), k, horizon))
+    def wm_step(tr, k):  # the world-model half of the update only: actor and critic stay at init
+        out = agent.wm_update(tr, replay_lib.sample(buffer, k, config.batch_size), k, horizon)
+        return tr.replace(params=dict(tr.params, wm=out["params"]),
+                          opt_state=dict(tr.opt_state, wm=out["opt_state"])), out["metrics"]
+
+    step = jax.jit(wm_step)
     # the action taken at step t is the one that led to step t + 1; none after the last step
     taken = jnp.concatenate([data["action"][:, 1:], jnp.zeros_like(data["action"][:, :1])], 1)
 
