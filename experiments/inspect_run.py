@@ -46,6 +46,26 @@ from mamba_jax import run as run_lib  # noqa: E402
 from mamba_jax import trainer  # noqa: E402
 
 
+def load_trained(workdir: str, seed_index: int = 0):
+    """(setup, run, train) of a run folder: ``run_lib.load_run``'s setup and run state, and the
+    train state of agent ``seed_index`` (the agent is per seed in a multi-seed run)."""
+    setup, run, _ = run_lib.load_run(workdir)
+    train = run.train
+    if setup.config.num_seeds > 1:
+        train = jax.tree.map(lambda x: x[seed_index], train)
+    return setup, run, train
+
+
+def held_out_rollout(setup, policy, carry, tasks, keep_states: bool = False):
+    """One meta-episode of ``policy`` on each held-out task of ``tasks`` (leaves [E, ...]) with
+    the fixed held-out key, so every inspection of a run sees the same meta-episodes."""
+    n = jax.tree.leaves(tasks)[0].shape[0]
+    rollout, _ = jax.jit(lambda k: collect_lib.collect(setup.meta, policy, carry, k, n, tasks=tasks,
+                                                       keep_states=keep_states))(
+        jax.random.PRNGKey(HELD_OUT_SEED + 1))
+    return rollout
+
+
 def reward_predictions(wm, params, data: dict, key: jax.Array, k: int):
     """World-model reward predictions along recorded meta-episodes.
 
@@ -141,14 +161,10 @@ def main():
     out = args.out or os.path.join(args.workdir, "inspect")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
 
-    setup, run, meta = run_lib.load_run(args.workdir)
+    setup, run, train = load_trained(args.workdir, args.seed_index)
     c = setup.config
-    train = run.train
-    if c.num_seeds > 1:
-        train = jax.tree.map(lambda x: x[args.seed_index], train)  # the agent is per seed
     agent, wm = setup.agent, setup.agent.wm
     tasks = trainer.sample_tasks(setup, HELD_OUT_SEED, args.tasks)
-    key = jax.random.PRNGKey(HELD_OUT_SEED + 1)
     k = int(c.agent.imag_horizon)
 
     policies = {"agent": (collect_lib.agent_policy(agent, train, mode=True),
@@ -165,9 +181,8 @@ def main():
     traces = {}
     mujoco_task = hasattr(setup.meta.env, "mj_model")
     for name, (policy, carry) in policies.items():
-        keep = mujoco_task and name == "agent"
-        rollout, _ = jax.jit(lambda kk, carry=carry, policy=policy, keep=keep: collect_lib.collect(
-            setup.meta, policy, carry, kk, args.tasks, tasks=tasks, keep_states=keep))(key)
+        rollout = held_out_rollout(setup, policy, carry, tasks,
+                                   keep_states=mujoco_task and name == "agent")
         filtered, open_loop, post = jax.jit(lambda d: reward_predictions(
             wm, train.params["wm"], d, jax.random.PRNGKey(0), k))(rollout.data)
         report["policies"][name] = summarise(rollout, filtered, open_loop, c.K)

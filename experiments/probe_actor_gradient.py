@@ -40,12 +40,11 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments.inspect_run import reward_predictions  # noqa: E402
+from experiments.inspect_run import held_out_rollout, load_trained, reward_predictions  # noqa: E402
 from experiments.reproduce import HELD_OUT_SEED  # noqa: E402
 from mamba_jax import collect as collect_lib  # noqa: E402
 from mamba_jax import distributions as dist  # noqa: E402
 from mamba_jax import rssm as rssm_lib  # noqa: E402
-from mamba_jax import run as run_lib  # noqa: E402
 from mamba_jax import trainer  # noqa: E402
 
 SATURATED = 2.0  # |pre-tanh mean| above which tanh' = 1 - tanh^2 < 0.071
@@ -90,17 +89,23 @@ def reward_fit(r1: np.ndarray, reward: np.ndarray, sub: np.ndarray) -> dict:
             "copy_current_reward_abs_error": float(np.abs(now - nxt).mean())}
 
 
+def gradient_figures(grad: np.ndarray, to_goal: np.ndarray, mask: np.ndarray) -> dict:
+    """|dG/da| and its cosine with the goal direction (mean, fraction > 0) over the states of
+    ``mask``. grad, to_goal [..., 2]; mask [...] bool."""
+    cos = _cos(grad, to_goal)[mask]
+    return {"model_gradient_norm": float(np.linalg.norm(grad, axis=-1)[mask].mean()),
+            "cos_model_gradient_to_goal": float(cos.mean()),
+            "model_gradient_towards_goal_fraction": float((cos > 0).mean())}
+
+
 def summarise(grad, action, mu, std, pos, goal, sub, K: int) -> dict:
     """grad/action/mu/std [E, T, 2]; pos [E, T, 2]; goal [E, 2]; sub [E, T] sub-episode index."""
     to_goal = goal[:, None, :] - pos
-    cos_g, cos_a = _cos(grad, to_goal), _cos(action, to_goal)
-    norm = np.linalg.norm(grad, axis=-1)
+    cos_a = _cos(action, to_goal)
     sat = (np.abs(mu) > SATURATED).mean(-1)
 
     def block(m):
-        return {"model_gradient_norm": float(norm[m].mean()),
-                "cos_model_gradient_to_goal": float(cos_g[m].mean()),
-                "model_gradient_towards_goal_fraction": float((cos_g[m] > 0).mean()),
+        return {**gradient_figures(grad, to_goal, m),
                 "cos_action_to_goal": float(cos_a[m].mean()),
                 "tanh_saturated_fraction": float(sat[m].mean()),
                 "std_mean": float(std[m].mean()),
@@ -109,10 +114,6 @@ def summarise(grad, action, mu, std, pos, goal, sub, K: int) -> dict:
     out = block(np.ones(sub.shape, bool))
     out["per_sub_episode"] = [block(sub == k) for k in range(K)]
     return out
-
-
-def _plain(x):
-    return x.to_dict() if hasattr(x, "to_dict") else dict(x or {})
 
 
 def main():
@@ -124,19 +125,14 @@ def main():
     args = p.parse_args()
     out = args.out or os.path.join(args.workdir, "actor_gradient.json")
 
-    setup, run, _ = run_lib.load_run(args.workdir)
+    setup, run, train = load_trained(args.workdir, args.seed_index)
     c = setup.config
     if not c.env_name.startswith("point_robot"):
         raise SystemExit(f"probe_actor_gradient needs a point-robot run, got env {c.env_name!r}")
-    train = run.train
-    if c.num_seeds > 1:
-        train = jax.tree.map(lambda x: x[args.seed_index], train)
     agent = setup.agent
     tasks = trainer.sample_tasks(setup, HELD_OUT_SEED, args.tasks)
-    policy = collect_lib.agent_policy(agent, train, mode=True)
-    carry = agent.initial_carry(train, args.tasks)
-    rollout, _ = jax.jit(lambda k: collect_lib.collect(setup.meta, policy, carry, k, args.tasks,
-                                                       tasks=tasks))(jax.random.PRNGKey(HELD_OUT_SEED + 1))
+    rollout = held_out_rollout(setup, collect_lib.agent_policy(agent, train, mode=True),
+                               agent.initial_carry(train, args.tasks), tasks)
     data = rollout.data
     e, t = data["reward"].shape
 
@@ -158,7 +154,7 @@ def main():
     sub = np.asarray(collect_lib.observed_sub_idx(rollout))
     report = {"workdir": args.workdir, "frames": int(np.asarray(run.frames).reshape(-1)[0]),
               "updates": int(np.asarray(run.updates).reshape(-1)[0]), "tasks": args.tasks,
-              "env_kwargs": _plain(c.get("env_kwargs")),
+              "env_kwargs": c.env_kwargs.to_dict(),
               **summarise(grad, mean, mu, std, pos, goal, sub, c.K),
               "reward_fit": reward_fit(r1[..., 0], np.asarray(data["reward"]), sub)}
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)

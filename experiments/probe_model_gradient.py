@@ -32,12 +32,12 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments.inspect_run import reward_predictions  # noqa: E402
-from experiments.probe_actor_gradient import _cos, one_step_return_gradient, reward_fit  # noqa: E402
+from experiments.probe_actor_gradient import (gradient_figures, one_step_return_gradient,  # noqa: E402
+                                              reward_fit)
 from experiments.probe_reward_head import load_config  # noqa: E402
 from experiments.reproduce import apply_overrides  # noqa: E402
 from mamba_jax import collect as collect_lib  # noqa: E402
 from mamba_jax import replay as replay_lib  # noqa: E402
-from mamba_jax import rssm as rssm_lib  # noqa: E402
 from mamba_jax import trainer  # noqa: E402
 
 
@@ -62,6 +62,7 @@ def probe(config, updates: int, every: int, episodes: int = 64, test_episodes: i
     e, t = data["reward"].shape
     buffer = replay_lib.add(run.replay, train_rollout.data)
     horizon = jnp.int32(setup.length)
+
     def wm_step(tr, k):  # the world-model half of the update only: actor and critic stay at init
         out = agent.wm_update(tr, replay_lib.sample(buffer, k, config.batch_size), k, horizon)
         return tr.replace(params=dict(tr.params, wm=out["params"]),
@@ -87,10 +88,7 @@ def probe(config, updates: int, every: int, episodes: int = 64, test_episodes: i
     for i in range(updates + 1):
         if i % every == 0:
             grad, r1 = (np.asarray(x) for x in measure(train))
-            cos = _cos(grad, goal[:, None, :] - pos)[keep]
-            rows.append({"update": i, "cos_model_gradient_to_goal": float(cos.mean()),
-                         "model_gradient_towards_goal_fraction": float((cos > 0).mean()),
-                         "model_gradient_norm": float(np.linalg.norm(grad, axis=-1)[keep].mean()),
+            rows.append({"update": i, **gradient_figures(grad, goal[:, None, :] - pos, keep),
                          **reward_fit(r1, np.asarray(data["reward"]), sub)})
             print(json.dumps(rows[-1]), flush=True)
         if i < updates:

@@ -148,7 +148,6 @@ def test_bf16_compute_close_to_f32():
     np.testing.assert_allclose(losses['bfloat16'], losses['float32'], rtol=0.05)
 
 
-
 def test_optimizers_use_each_parts_learning_rate():
     from mamba_jax.agent import optimizers
 
