@@ -118,7 +118,8 @@ def plot_learning_curve(metrics_path: str, out_path: str, title: str = "",
     ax.set_ylabel("evaluation return")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:  # nothing to label before the first evaluation
+        ax.legend(fontsize=7)
     fig.tight_layout()
     tmp = out_path + ".tmp.png"
     fig.savefig(tmp, dpi=100)

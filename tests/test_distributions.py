@@ -103,3 +103,43 @@ def test_onehot_from_uniform_is_an_exact_inverse_cdf_draw():
     draws = dist.onehot_sample(jax.random.key(3), jnp.broadcast_to(probs, (200_000, 5)))
     freq = np.asarray(draws.mean(0))
     np.testing.assert_allclose(freq, np.asarray(probs[0]), atol=4e-3)
+
+
+def test_onehot_sample_uniform_is_inverse_cdf_with_straight_through_gradient():
+    probs = jnp.array([0.2, 0.5, 0.3])
+    # cdf = 0.2, 0.7, 1.0: u picks the first class whose cumulative probability exceeds u
+    for u, k in [(0.0, 0), (0.19, 0), (0.2, 1), (0.69, 1), (0.7, 2), (0.999, 2)]:
+        x = dist.onehot_sample_uniform(jnp.float32(u), probs)
+        np.testing.assert_allclose(x, np.eye(3)[k], atol=1e-7, err_msg=str(u))
+    # straight-through: d/dprobs sum(w * sample) = w whatever the draw
+    w = jnp.array([1.0, -2.0, 3.0])
+    g = jax.grad(lambda p: jnp.sum(w * dist.onehot_sample_uniform(jnp.float32(0.5), p)))(probs)
+    np.testing.assert_allclose(g, w)
+
+
+def test_onehot_sample_frequencies_follow_probs():
+    probs = jnp.broadcast_to(jnp.array([0.1, 0.6, 0.3]), (20000, 3))
+    x = dist.onehot_sample(jax.random.key(3), probs)
+    np.testing.assert_allclose(np.asarray(x).mean(0), [0.1, 0.6, 0.3], atol=0.015)
+
+
+def test_onehot_log_prob_picks_the_chosen_class():
+    probs = jnp.array([[0.25, 0.75], [0.9, 0.1]])
+    x = jnp.array([[0.0, 1.0], [1.0, 0.0]])
+    np.testing.assert_allclose(dist.onehot_log_prob(probs, x), np.log([0.75, 0.9]), rtol=1e-6)
+
+
+def test_normal_sample_moments_and_reparameterised_gradient():
+    mean = jnp.full((50000, 2), jnp.array([0.5, -1.0]))
+    std = jnp.full((50000, 2), jnp.array([0.1, 2.0]))
+    x = np.asarray(dist.normal_sample(jax.random.key(0), mean, std))
+    assert x.shape == (50000, 2) and x.dtype == np.float32
+    np.testing.assert_allclose(x.mean(0), [0.5, -1.0], atol=0.03)
+    np.testing.assert_allclose(x.std(0), [0.1, 2.0], rtol=0.02)
+    # reparameterised: dx/dmean = 1, dx/dstd = eps = (x - mean) / std
+    m, s = jnp.array([0.5]), jnp.array([2.0])
+    key = jax.random.key(1)
+    eps = (dist.normal_sample(key, m, s) - m) / s
+    gm, gs = jax.grad(lambda a, b: dist.normal_sample(key, a, b).sum(), (0, 1))(m, s)
+    np.testing.assert_allclose(gm, [1.0])
+    np.testing.assert_allclose(gs, eps, rtol=1e-6)

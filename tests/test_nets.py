@@ -142,3 +142,36 @@ def test_mlp_gradient_has_no_transposed_cotangent_copy():
     hlo = jax.jit(jax.grad(lambda p: jnp.sum(mlp.apply(p, x) ** 2))).lower(params).compile().as_text()
     transposed = [line for line in hlo.splitlines() if 'f32[64,300]' in line and 'fusion(' in line]
     assert not transposed, transposed
+
+
+def test_layer_norm_float32_statistics_and_output_dtype():
+    ln = nets.layer_norm(jnp.bfloat16)
+    x = jax.random.normal(jax.random.key(0), (4, 64)) * 5.0 + 3.0
+    params = ln.init(jax.random.key(1), x)
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
+    y = ln.apply(params, x)
+    assert y.dtype == jnp.bfloat16
+    y = np.asarray(y, np.float32)
+    np.testing.assert_allclose(y.mean(-1), 0.0, atol=0.02)
+    np.testing.assert_allclose(y.std(-1), 1.0, atol=0.02)
+
+
+def test_linear_initialisers_and_dtypes():
+    x = jnp.ones((2, 8))
+    zero = nets.linear(3, jnp.float32, init='uniform', scale=0.0, use_bias=True)
+    p = zero.init(jax.random.key(0), x)
+    assert p['params']['kernel'].shape == (8, 3) and p['params']['bias'].shape == (3,)
+    np.testing.assert_array_equal(zero.apply(p, x), 0.0)  # zero-initialised output layer
+    trunk = nets.linear(3, jnp.bfloat16)
+    p = trunk.init(jax.random.key(0), x)
+    assert 'bias' not in p['params'] and p['params']['kernel'].dtype == jnp.float32
+    assert trunk.apply(p, x).dtype == jnp.bfloat16
+    assert np.abs(np.asarray(p['params']['kernel'])).max() > 0
+
+
+def test_vector_inputs_order_and_empty_state():
+    obs = {'state': jnp.array([[1.0, 2.0]]), 'reward': jnp.array([0.5]),
+           'time_step': jnp.array([0.25])}
+    np.testing.assert_array_equal(nets.vector_inputs(obs), [[1.0, 2.0, 0.5, 0.25]])
+    obs['state'] = jnp.zeros((1, 0))  # tasks without a state vector (e.g. image-only)
+    np.testing.assert_array_equal(nets.vector_inputs(obs), [[0.5, 0.25]])

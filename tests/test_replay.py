@@ -90,3 +90,16 @@ def test_sharded_ring_keeps_each_block_local():
         replay.add(buf, _items(3, T, 0), num_shards=D)
     with pytest.raises(ValueError, match="divisible"):
         replay.sample(buf, jax.random.PRNGKey(0), 3, num_shards=D)
+
+
+def test_capacity_from_steps_rounds_up_to_whole_meta_episodes():
+    assert replay.capacity_from_steps(1_000_000, 300) == 3334
+    assert replay.capacity_from_steps(600, 300) == 2
+    assert replay.capacity_from_steps(10, 300) == 1
+
+
+def test_available_memory_bytes_is_positive_and_at_most_physical():
+    avail = replay.available_memory_bytes()
+    assert avail > 0
+    total = [int(l.split()[1]) * 1024 for l in open('/proc/meminfo') if l.startswith('MemTotal')]
+    assert avail <= total[0]

@@ -170,3 +170,24 @@ def test_dots_remat_policy_saves_bf16_matmul_outputs():
     assert dots_in_grad(rssm_lib.REMAT_POLICIES['dots']) == 3
     # XLA's policy alone recomputes the forward matmul
     assert dots_in_grad(jax.checkpoint_policies.dots_with_no_batch_dims_saveable) == 4
+
+
+def test_reset_where_replaces_only_the_flagged_rows():
+    state = {'deter': jnp.arange(6.0).reshape(3, 2), 'stoch': jnp.ones((3, 2, 4))}
+    init = {'deter': jnp.array([-1.0, -2.0]), 'stoch': jnp.zeros((2, 4))}  # broadcast over rows
+    out = rssm_lib.reset_where(jnp.array([False, True, False]), state, init)
+    np.testing.assert_array_equal(out['deter'], [[0, 1], [-1, -2], [4, 5]])
+    np.testing.assert_array_equal(out['stoch'][1], 0.0)
+    np.testing.assert_array_equal(np.asarray(out['stoch'])[[0, 2]], 1.0)
+
+
+def test_sample_stoch_mode_sample_and_unimix():
+    logits = jnp.log(jnp.array([[[0.05, 0.9, 0.05]]]))  # [N=1, S=1, C=3]
+    mode = rssm_lib.sample_stoch(jax.random.key(0), logits, unimix=0.01, sample=False)
+    np.testing.assert_allclose(mode, [[[0.0, 1.0, 0.0]]], atol=1e-6)
+    many = jnp.broadcast_to(logits, (20000, 1, 3))
+    draws = np.asarray(rssm_lib.sample_stoch(jax.random.key(1), many, unimix=0.3))
+    assert draws.shape == (20000, 1, 3)
+    np.testing.assert_array_equal(draws.sum(-1), 1.0)  # one-hot per categorical
+    # unimix 0.3: p = 0.7 p_logits + 0.3 / 3
+    np.testing.assert_allclose(draws.mean((0, 1)), [0.135, 0.73, 0.135], atol=0.015)

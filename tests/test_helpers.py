@@ -1,0 +1,141 @@
+"""Direct tests of small public helpers that the end-to-end tests exercise only indirectly:
+the trainer's schedule arithmetic and task sets, CPU feature detection, checkpoint meta files,
+metrics files and learning-curve plots, the environment registry, and the point robot's action
+cleaning and counter-based wind noise."""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import envs
+from envs import core as envs_core
+from envs.point_robot import PointRobot, clean_action, counter_normals
+from experiments.configs import point_robot, tiny
+from mamba_jax import checkpointing, logger, trainer
+
+
+# -- trainer: schedule arithmetic ----------------------------------------------------------------
+def test_schedule_helpers_on_the_official_point_robot_config():
+    setup = trainer.make_setup(point_robot.get_config())
+    # 1M real frames: 25 prefill meta-episodes (7,500 frames), then rounds of 10 x 300 frames
+    assert setup.prefill == 25 and setup.updates_per_round == 10
+    assert trainer.num_rounds_for(setup) == 331  # ceil((1e6 - 7500) / 3000): 3,310 updates
+    assert trainer.eval_every_rounds(setup) == 20  # every 200 collected meta-episodes
+    assert trainer.checkpoint_every_rounds(setup) == 20  # every 200 updates
+
+
+def test_schedule_helpers_edge_cases():
+    c = tiny.get_config()
+    c.eval_every_meta_episodes = 0  # evaluation off
+    c.checkpoint_every_updates = 1
+    c.total_frames = 0  # prefill alone covers the budget
+    setup = trainer.make_setup(c)
+    assert trainer.eval_every_rounds(setup) == 0
+    assert trainer.checkpoint_every_rounds(setup) == 1
+    assert trainer.num_rounds_for(setup) == 0
+
+
+def test_sample_tasks_is_a_fixed_function_of_the_seed():
+    setup = trainer.make_setup(tiny.get_config())
+    a, b = trainer.sample_tasks(setup, 7, 5), trainer.sample_tasks(setup, 7, 5)
+    c = trainer.sample_tasks(setup, 8, 5)
+    for x, y, z in zip(jax.tree.leaves(a), jax.tree.leaves(b), jax.tree.leaves(c)):
+        assert x.shape[0] == 5
+        np.testing.assert_array_equal(x, y)
+        assert not np.array_equal(x, z)
+
+
+def test_to_host_gives_numpy_arrays():
+    out = trainer.to_host({'a': jnp.arange(3), 'b': (jnp.ones(2),)})
+    assert isinstance(out['a'], np.ndarray) and isinstance(out['b'][0], np.ndarray)
+    np.testing.assert_array_equal(out['a'], [0, 1, 2])
+
+
+@pytest.mark.parametrize('flags, expected', [
+    ("flags\t\t: fpu sse avx512f avx512_bf16 avx512vl", True),
+    ("flags\t\t: fpu sse avx2 amx_bf16", True),
+    ("Features\t: fp asimd bf16 sve", True),
+    ("flags\t\t: fpu sse avx2 avx512f", False),
+])
+def test_cpu_has_bf16_reads_the_cpu_flags(tmp_path, flags, expected):
+    path = tmp_path / "cpuinfo"
+    path.write_text(f"processor\t: 0\nmodel name\t: test\n{flags}\n")
+    assert trainer.cpu_has_bf16(str(path)) is expected
+
+
+def test_cpu_has_bf16_is_false_where_flags_cannot_be_read(tmp_path):
+    assert trainer.cpu_has_bf16(str(tmp_path / "missing")) is False
+
+
+# -- checkpoint meta -----------------------------------------------------------------------------
+def test_save_then_read_meta(tmp_path):
+    manager = checkpointing.make_manager(str(tmp_path / "ckpt"), keep=2)
+    with pytest.raises(checkpointing.CheckpointError, match="no checkpoint found"):
+        checkpointing.read_meta(manager)
+    state = {'w': jnp.arange(4.0), 'step': jnp.int32(3)}
+    checkpointing.save(manager, 3, state, {'rounds': 3, 'note': 'first'})
+    checkpointing.save(manager, 5, state, {'rounds': 5})
+    latest = checkpointing.read_meta(manager)
+    assert latest['rounds'] == 5 and latest['format_version'] == checkpointing.FORMAT_VERSION
+    assert checkpointing.read_meta(manager, 3)['note'] == 'first'
+    assert sorted(os.listdir(tmp_path / "ckpt")) == ['3', '5']
+
+
+# -- metrics files and plots ---------------------------------------------------------------------
+def test_read_metrics_and_plot_learning_curve(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    rows = [{"frames": 100, "eval/return": 1.0, "eval/return_sub0": 0.5, "eval/return_sub1": 0.5},
+            {"frames": 200, "fps": 30.0},
+            {"frames": 300, "eval/return": 4.0, "eval/return_sub0": 1.0, "eval/return_sub1": 3.0}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")  # a blank line is skipped
+    assert logger.read_metrics(str(path)) == rows
+    out = str(tmp_path / "curve.png")
+    logger.plot_learning_curve(str(path), out, title="t", reference={"scripted": 5.0})
+    assert open(out, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert not os.path.exists(out + ".tmp.png")
+    # no evaluation rows yet (first round of a run): still an (empty) figure, no error
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text(json.dumps({"frames": 100, "fps": 1.0}) + "\n")
+    logger.plot_learning_curve(str(empty), str(tmp_path / "empty.png"))
+    assert os.path.getsize(tmp_path / "empty.png") > 0
+
+
+# -- environment registry ------------------------------------------------------------------------
+def test_register_and_check_options():
+    name = "point_robot_test_alias"
+    envs_core.register(name, PointRobot)
+    try:
+        assert name in envs.registered_names()
+        with pytest.raises(ValueError, match="already registered"):
+            envs_core.register(name, PointRobot)
+        envs_core.check_options(name, {"goal_radius": 0.3})  # a valid option passes
+        with pytest.raises(ValueError, match=r"no option\(s\) \['radius'\].*goal_radius"):
+            envs_core.check_options(name, {"radius": 0.3})
+        assert envs.make(name, goal_radius=0.3).goal_radius == 0.3
+    finally:
+        envs_core._REGISTRY.pop(name)
+    with pytest.raises(ValueError, match="unknown environment"):
+        envs_core.check_options(name, {})
+
+
+# -- point robot helpers -------------------------------------------------------------------------
+def test_clean_action():
+    a = jnp.array([jnp.nan, jnp.inf, -jnp.inf, 2.5, -0.3])
+    np.testing.assert_allclose(clean_action(a), [0.0, 1.0, -1.0, 1.0, -0.3], rtol=1e-6)
+
+
+def test_counter_normals_are_standard_normal_and_deterministic():
+    key = jax.random.key(0)
+    draws = np.asarray(jax.vmap(lambda n: counter_normals(key, n, 2))(jnp.arange(50000,
+                                                                               dtype=jnp.uint32)))
+    assert draws.shape == (50000, 2) and np.all(np.isfinite(draws))
+    np.testing.assert_allclose(draws.mean(0), 0.0, atol=0.02)
+    np.testing.assert_allclose(draws.std(0), 1.0, atol=0.02)
+    assert abs(np.corrcoef(draws[:, 0], draws[:, 1])[0, 1]) < 0.02
+    assert abs(np.corrcoef(draws[:-1, 0], draws[1:, 0])[0, 1]) < 0.02  # consecutive steps
+    np.testing.assert_array_equal(counter_normals(key, jnp.uint32(7), 2), draws[7])
+    raw = jax.random.PRNGKey(0)  # raw uint32 keys work too
+    assert counter_normals(raw, jnp.uint32(7), 2).shape == (2,)
