@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Train MAMBA on every worker of a Cloud TPU VM pod (one process per host, jax.distributed).
-# Run from the repository root on your workstation; see usage() or docs/ecosystem.md.
+# Run from the repository root on your workstation; see usage() or the README section "TPU pod".
 set -euo pipefail
 
 usage() {
