@@ -14,7 +14,8 @@
 #   4. Point Robot + Wind, MAMBA, 3 seeds (runs only if the budget leaves time for it)
 # (STAGES="..." picks others: radius0.5 / radius0.5_dreamer, the official config with a goal disc of
 # radius 0.5, a diagnostic of reward sparsity; h10, imagination horizon 10 instead of 2; dense /
-# dense_tr0.1, positive controls with the dense reward 1 - d, official / 10x train ratio.)
+# dense_tr0.1, positive controls with the dense reward 1 - d, official / 10x train ratio; escape /
+# rooms, Escape Room and Rooms-3 at their official configs, 3 seeds.)
 # A stage cut off by the budget still leaves its metrics.jsonl (the periodic evaluations).
 set -u -o pipefail
 T0=$(date +%s)
@@ -72,7 +73,10 @@ for s in $STAGES; do
     dense) stage point_robot_gpu_mamba_dense mamba --set=env_kwargs.goal_radius=10.0 ;;
     dense_tr0.1) stage point_robot_gpu_mamba_dense_tr0.1 mamba --set=env_kwargs.goal_radius=10.0 \
       --set=train_ratio=0.1 ;;
-    *) echo "unknown stage $s (mamba dreamer tr0.1 radius0.5 radius0.5_dreamer h10 wind dense dense_tr0.1)"; exit 2 ;;
+    # the other 2D tasks at their official configs, as far as the budget goes
+    escape) stage escape_room_gpu_mamba mamba --task=escape_room ;;
+    rooms) stage rooms_gpu_mamba mamba --task=rooms ;;
+    *) echo "unknown stage $s (mamba dreamer tr0.1 radius0.5 radius0.5_dreamer h10 wind dense dense_tr0.1 escape rooms)"; exit 2 ;;
   esac
 done
 tar czf "$OUT/gpu_results.tgz" -C "$RES" . && tar tzvf "$OUT/gpu_results.tgz"
