@@ -257,6 +257,10 @@ def train(config, workdir: str, resume: bool = False, progress: bool = True,
                 f"{c.env_name} at {_i(run.frames)} frames, return {rec['eval/return']:.1f}")
         logger_lib.plot_learning_curve(log.path, os.path.join(workdir, "learning_curve.png"),
                                        title=f"MAMBA on {c.env_name} (seed {c.seed})")
+        logger_lib.plot_metrics([log.path], logger_lib.DIAGNOSTIC_KEYS,
+                                os.path.join(workdir, "diagnostics.png"), strict=False,
+                                logy=logger_lib.DIAGNOSTIC_LOGY,
+                                title=f"{c.env_name} (seed {c.seed}): training diagnostics")
         return rec
 
     bar = None

@@ -1,7 +1,7 @@
 """Direct tests of small public helpers that the end-to-end tests exercise only indirectly:
 the trainer's schedule arithmetic and task sets, CPU feature detection, checkpoint meta files,
-metrics files and learning-curve plots, the environment registry, and the point robot's action
-cleaning and counter-based wind noise."""
+metrics files, learning-curve and diagnostics plots, the environment registry, and the point
+robot's action cleaning and counter-based wind noise."""
 import json
 import os
 
@@ -101,6 +101,79 @@ def test_read_metrics_and_plot_learning_curve(tmp_path):
     empty.write_text(json.dumps({"frames": 100, "fps": 1.0}) + "\n")
     logger.plot_learning_curve(str(empty), str(tmp_path / "empty.png"))
     assert os.path.getsize(tmp_path / "empty.png") > 0
+
+
+def _write_metrics(path, rows):
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return str(path)
+
+
+def test_moving_average_is_a_trailing_mean():
+    y = np.array([1.0, 3.0, 5.0, 7.0])
+    np.testing.assert_allclose(logger._moving_average(y, 2), [1.0, 2.0, 4.0, 6.0])
+    np.testing.assert_allclose(logger._moving_average(y, 1), y)
+    np.testing.assert_allclose(logger._moving_average(y, 10), [1.0, 2.0, 3.0, 4.0])
+
+
+def test_plot_metrics_overlays_runs_and_seeds(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = _write_metrics(tmp_path / "a" / "metrics.jsonl", [
+        {"updates": u, "frames": 10 * u, "wm/reward": 1.0 / u, "ac/entropy": 2.8,
+         "flag": True} for u in range(1, 6)] + [{"updates": 5, "eval/return": 1.0}])
+    b = _write_metrics(tmp_path / "b" / "metrics.jsonl", [
+        {"updates": u, "wm/reward": 2.0 / u, "wm/reward/per_seed": [1.0 / u, 3.0 / u]}
+        for u in range(1, 4)])
+    out = str(tmp_path / "d.png")
+    drawn = logger.plot_metrics([a, b], ["wm/reward", "ac/entropy", "eval/return"], out,
+                                smooth=2, title="t")
+    assert drawn == ["wm/reward", "ac/entropy", "eval/return"]
+    assert open(out, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert not os.path.exists(out + ".tmp.png")
+    # a key no run logged: strict names it and what exists; non-strict leaves it out
+    with pytest.raises(ValueError, match=r"no run logged \['wm/nope'\].*wm/reward"):
+        logger.plot_metrics([a], ["wm/nope"], out)
+    assert logger.plot_metrics([a], ["wm/nope", "ac/entropy"], out, strict=False) == ["ac/entropy"]
+    # log y-axis where asked and all values are positive; a panel with a zero stays linear
+    z = [{"updates": 1, "wm/reward": 0.0, "wm/loss": 2.0},
+         {"updates": 2, "wm/reward": 1.0, "wm/loss": 1.0}]
+    fig, drawn = logger.metrics_figure([z], ["wm/reward", "wm/loss"], logy=("all",))
+    assert [ax.get_yscale() for ax in fig.axes] == ["linear", "log"]
+    fig, _ = logger.metrics_figure([z], ["wm/reward", "wm/loss"], logy=("wm/reward",))
+    assert [ax.get_yscale() for ax in fig.axes] == ["linear", "linear"]
+    # per-seed rows: one faint line per seed under the mean; default labels name the runs
+    fig, _ = logger.metrics_figure([logger.read_metrics(b)], ["wm/reward"])
+    assert len(fig.axes[0].get_lines()) == 3
+    np.testing.assert_allclose(fig.axes[0].get_lines()[1].get_ydata(), [3.0, 1.5, 1.0])
+    assert fig.axes[0].get_lines()[-1].get_label() == "run 0"
+    with pytest.raises(ValueError, match="x-axis key 'steps'"):
+        logger.plot_metrics([a], ["ac/entropy"], out, x="steps")
+    with pytest.raises(ValueError, match="1 labels for 2 runs"):
+        logger.plot_metrics([a, b], ["wm/reward"], out, labels=["only"])
+    with pytest.raises(FileNotFoundError, match="no metrics file"):
+        logger.plot_metrics([str(tmp_path / "missing.jsonl")], ["wm/reward"], out)
+    # booleans are not plottable metrics
+    with pytest.raises(ValueError, match="flag"):
+        logger.plot_metrics([a], ["flag"], out)
+
+
+def test_plot_metrics_cli(tmp_path, capsys):
+    from experiments import plot_metrics as cli
+
+    run = tmp_path / "run"
+    run.mkdir()
+    _write_metrics(run / "metrics.jsonl", [{"updates": u, "wm/loss": 5.0 - u, "ac/entropy": 2.0}
+                                           for u in range(3)])
+    assert cli.main([f"--runs={run}", "--list"]) == 0
+    assert "ac/entropy updates wm/loss" in capsys.readouterr().out
+    out = tmp_path / "figs" / "diag.png"
+    # default keys: the diagnostics that exist in this run
+    assert cli.main([f"--runs={run}", f"--out={out}"]) == 0
+    assert "2 panels: wm/loss, ac/entropy" in capsys.readouterr().out and out.exists()
+    assert cli.main([f"--runs={run}", "--keys=wm/kl", f"--out={out}"]) == 2
+    assert "no run logged ['wm/kl']" in capsys.readouterr().err
+    assert cli.main([f"--runs={tmp_path / 'nowhere'}", f"--out={out}"]) == 2
+    assert "no metrics.jsonl" in capsys.readouterr().err
 
 
 # -- environment registry ------------------------------------------------------------------------

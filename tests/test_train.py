@@ -42,7 +42,8 @@ def cli_run(tmp_path_factory):
 def test_cli_writes_a_complete_run_folder(cli_run):
     workdir, proc = cli_run
     assert "done:" in proc.stdout
-    for name in ("config.json", "metrics.jsonl", "learning_curve.png", "summary.json"):
+    for name in ("config.json", "metrics.jsonl", "learning_curve.png", "diagnostics.png",
+                 "summary.json"):
         assert os.path.getsize(os.path.join(workdir, name)) > 0, name
     rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
     train_rows = [r for r in rows if "wm/loss" in r]
