@@ -91,8 +91,23 @@ def _plain(v):
 
 
 def read_metrics(path: str) -> List[Dict[str, Any]]:
+    """The rows of a metrics.jsonl file (blank lines skipped).
+
+    Raises ValueError naming the file and line where a line is not a JSON object.
+    """
+    rows = []
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}: line {n} is not JSON ({e.msg}): {line[:80]!r}") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}: line {n} is not a JSON object: {line[:80]!r}")
+            rows.append(row)
+    return rows
 
 
 def plot_learning_curve(metrics_path: str, out_path: str, title: str = "",

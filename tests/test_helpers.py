@@ -101,6 +101,13 @@ def test_read_metrics_and_plot_learning_curve(tmp_path):
     empty.write_text(json.dumps({"frames": 100, "fps": 1.0}) + "\n")
     logger.plot_learning_curve(str(empty), str(tmp_path / "empty.png"))
     assert os.path.getsize(tmp_path / "empty.png") > 0
+    # a file that is not metrics (e.g. a run folder's log.txt) is named with its line
+    (tmp_path / "log.txt").write_text("\ncompute dtype: float32\n")
+    with pytest.raises(ValueError, match=r"log.txt: line 2 is not JSON"):
+        logger.read_metrics(str(tmp_path / "log.txt"))
+    (tmp_path / "list.jsonl").write_text("[1, 2]\n")
+    with pytest.raises(ValueError, match="line 1 is not a JSON object"):
+        logger.read_metrics(str(tmp_path / "list.jsonl"))
 
 
 def _write_metrics(path, rows):
