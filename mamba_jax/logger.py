@@ -143,10 +143,11 @@ def plot_learning_curve(metrics_path: str, out_path: str, title: str = "",
 
 
 # The panels of a run folder's diagnostics.png: what tells a stalled sparse-reward run apart from
-# one that is about to learn (reward-head loss, KL, policy entropy, imagined reward and value).
+# one that is about to learn (reward-head loss, the reward head's mean prediction at rewarded
+# steps, policy entropy, imagined reward and value, returns).
 DIAGNOSTIC_LOGY = ("wm/loss", "wm/reward")
-DIAGNOSTIC_KEYS = ("wm/loss", "wm/reward", "wm/kl_raw", "ac/entropy", "ac/reward_mean",
-                   "ac/value_mean", "train/return", "eval/return")
+DIAGNOSTIC_KEYS = ("wm/loss", "wm/reward", "wm/reward_pred_rewarded", "ac/entropy",
+                   "ac/reward_mean", "ac/value_mean", "train/return", "eval/return")
 
 
 def _moving_average(y: np.ndarray, window: int) -> np.ndarray:

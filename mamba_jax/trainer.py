@@ -31,6 +31,7 @@ import envs as envs_lib
 from mamba_jax import collect as collect_lib
 from mamba_jax import replay as replay_lib
 from mamba_jax import schedule
+from mamba_jax import world_model as wm_lib
 from mamba_jax.agent import Agent, TrainState
 
 
@@ -479,7 +480,7 @@ class SplitUpdate:
 def _finish_round(run: RunState, carry, metrics, finite, col_metrics):
     """Round metrics: update metrics averaged over the round's updates (leading axis)."""
     train, streak, total = carry
-    out = jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
+    out = wm_lib.conditional_reward_means(jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics))
     out.update(col_metrics)
     out["train/updates_skipped"] = jnp.sum(~finite, axis=0).astype(jnp.float32)
     return run.replace(train=train, nonfinite_streak=streak, nonfinite_total=total), out

@@ -220,6 +220,8 @@ class WorldModel:
         feat_s = _gather(feat, idx)
         losses = self._head_losses(params, '', feat_s, _gather_tree(targets, idx),
                                    jnp.ones((b, n), jnp.float32))
+        metrics.update(reward_hit_products(self.reward(params, feat_s),
+                                           _gather(targets['reward'], idx)))
         w = c.reconstruction_window
         if w > 0:
             feat_pos, embed_m, tgt_m, mask_m = multi_window(
@@ -271,6 +273,39 @@ class WorldModel:
         logp = -jax.nn.softplus(-logit) * y - jax.nn.softplus(logit) * (1.0 - y)
         out[f'{prefix}cont'] = mean(-logp)
         return out
+
+
+def reward_hit_products(pred: jax.Array, reward: jax.Array) -> dict:
+    """Sparse-reward diagnostics of one batch (the paper's Figure-2 question, every round).
+
+    pred, reward: [B, N] reward-head predictions at posteriors and the true rewards there.
+    Returns the fraction of steps with a non-zero reward and the products whose averages over a
+    round ``conditional_reward_means`` turns into the mean prediction at rewarded and at
+    unrewarded steps (averaging per-batch conditional means instead would weight a batch with one
+    rewarded step like one with a hundred).
+    """
+    hit = (reward != 0).astype(jnp.float32)
+    pred = jax.lax.stop_gradient(pred.astype(jnp.float32))
+    return {'wm/rewarded_frac': jnp.mean(hit),
+            'wm/reward_pred_x_rewarded': jnp.mean(pred * hit),
+            'wm/reward_pred_x_unrewarded': jnp.mean(pred * (1.0 - hit))}
+
+
+def conditional_reward_means(metrics: dict) -> dict:
+    """Metrics averaged over updates -> the same, with ``reward_hit_products``' products replaced
+    by ``wm/reward_pred_rewarded`` and ``wm/reward_pred_unrewarded``: the reward head's mean
+    prediction at steps whose true reward is non-zero and zero (0 where there were none; read
+    them with ``wm/rewarded_frac``). Works elementwise, so per-seed [S] metrics stay per seed.
+    """
+    if 'wm/reward_pred_x_rewarded' not in metrics:
+        return metrics
+    out = dict(metrics)
+    frac = out['wm/rewarded_frac']
+    x_hit, x_miss = out.pop('wm/reward_pred_x_rewarded'), out.pop('wm/reward_pred_x_unrewarded')
+    out['wm/reward_pred_rewarded'] = jnp.where(frac > 0, x_hit / jnp.maximum(frac, 1e-12), 0.0)
+    out['wm/reward_pred_unrewarded'] = jnp.where(frac < 1, x_miss / jnp.maximum(1.0 - frac, 1e-12),
+                                                 0.0)
+    return out
 
 
 def kl_terms(post_logits: jax.Array, prior_logits: jax.Array, unimix: float

@@ -49,6 +49,9 @@ def test_cli_writes_a_complete_run_folder(cli_run):
     train_rows = [r for r in rows if "wm/loss" in r]
     eval_rows = [r for r in rows if "eval/return" in r]
     assert len(train_rows) == 3 and len(eval_rows) >= 2
+    # the reward head's sparse-reward diagnostics arrive as conditional means, not products
+    assert {"wm/rewarded_frac", "wm/reward_pred_rewarded", "wm/reward_pred_unrewarded"} <= set(
+        train_rows[-1]) and not any("_x_" in k for k in train_rows[-1])
     for r in rows:
         for k, v in r.items():
             if isinstance(v, float):

@@ -115,7 +115,8 @@ def test_wm_loss_names_and_masking(tiny_wm):
     (loss, (post, metrics)), grads = loss_fn(params, batch, jax.random.key(2), jnp.int32(7))
     for name in ('wm/loss', 'wm/kl_dyn', 'wm/kl_rep', 'wm/decoder_state', 'wm/decoder_reward',
                  'wm/decoder_time_step', 'wm/reward', 'wm/cont', 'wm/multi_decoder_state',
-                 'wm/multi_reward', 'wm/multi_cont'):
+                 'wm/multi_reward', 'wm/multi_cont', 'wm/rewarded_frac',
+                 'wm/reward_pred_x_rewarded', 'wm/reward_pred_x_unrewarded'):
         assert name in metrics and np.isfinite(metrics[name]), name
     assert post['deter'].shape == (2, 12, 32)
     batch2 = dict(batch)
@@ -129,6 +130,32 @@ def test_wm_loss_names_and_masking(tiny_wm):
     # and it does change when the horizon covers the modified steps
     (loss3, _), _ = loss_fn(params, batch2, jax.random.key(2), jnp.int32(12))
     assert abs(float(loss3) - float(loss)) > 1e-3
+
+
+def test_reward_hit_diagnostics_give_conditional_means_over_a_round():
+    # two batches of one round: 1 of 4 steps rewarded, then 2 of 4; the round's mean prediction
+    # at rewarded steps weights each rewarded step once (not each batch once)
+    pred = [jnp.array([[0.5, 0.1], [0.1, 0.1]]), jnp.array([[0.8, 0.2], [0.2, 0.0]])]
+    rew = [jnp.array([[1.0, 0.0], [0.0, 0.0]]), jnp.array([[0.9, 0.0], [0.0, 0.7]])]
+    per_update = [wm_lib.reward_hit_products(p, r) for p, r in zip(pred, rew)]
+    np.testing.assert_allclose(per_update[0]['wm/rewarded_frac'], 0.25)
+    averaged = jax.tree.map(lambda *m: jnp.mean(jnp.stack(m), 0), *per_update)
+    averaged['wm/loss'] = jnp.float32(1.0)
+    out = wm_lib.conditional_reward_means(averaged)
+    np.testing.assert_allclose(out['wm/reward_pred_rewarded'], (0.5 + 0.8 + 0.0) / 3, rtol=1e-6)
+    np.testing.assert_allclose(out['wm/reward_pred_unrewarded'], (0.3 + 0.4) / 5, rtol=1e-6)
+    np.testing.assert_allclose(out['wm/rewarded_frac'], 3 / 8)
+    assert 'wm/reward_pred_x_rewarded' not in out and out['wm/loss'] == 1.0
+    # no rewarded step in the round: 0 (read with rewarded_frac = 0), not NaN; per-seed [S] too
+    none = wm_lib.reward_hit_products(jnp.full((2, 3), 0.01), jnp.zeros((2, 3)))
+    out = wm_lib.conditional_reward_means(none)
+    assert float(out['wm/reward_pred_rewarded']) == 0.0
+    np.testing.assert_allclose(out['wm/reward_pred_unrewarded'], 0.01, rtol=1e-6)
+    seeds = jax.vmap(wm_lib.reward_hit_products)(jnp.stack(pred), jnp.stack(rew))
+    out = wm_lib.conditional_reward_means(seeds)
+    np.testing.assert_allclose(out['wm/reward_pred_rewarded'], [0.5, 0.4], rtol=1e-6)
+    # metrics without the products (e.g. a collection-only dict) pass through unchanged
+    assert wm_lib.conditional_reward_means({'a': 1.0}) == {'a': 1.0}
 
 
 def test_image_observations_loss_and_gradients():
