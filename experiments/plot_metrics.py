@@ -47,8 +47,7 @@ def main(argv=None) -> int:
         paths = [metrics_file(r) for r in a.runs.split(",") if r]
         if a.list:
             for path in paths:
-                keys = sorted({k for r in logger_lib.read_metrics(path) for k, v in r.items()
-                               if isinstance(v, (int, float)) and not isinstance(v, bool)})
+                keys = sorted(logger_lib.scalar_keys(logger_lib.read_metrics(path)))
                 print(f"{path}: {' '.join(keys)}")
             return 0
         keys = [k for k in a.keys.split(",") if k] or list(logger_lib.DIAGNOSTIC_KEYS)

@@ -150,6 +150,12 @@ DIAGNOSTIC_KEYS = ("wm/loss", "wm/reward", "wm/reward_pred_rewarded", "ac/entrop
                    "ac/reward_mean", "ac/value_mean", "train/return", "eval/return")
 
 
+def scalar_keys(rows: Sequence[Dict[str, Any]]) -> set:
+    """The names of the numeric (non-bool) values logged in any of ``rows``."""
+    return {k for r in rows for k, v in r.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
 def _moving_average(y: np.ndarray, window: int) -> np.ndarray:
     """Trailing mean over the last ``window`` points (fewer at the start): [N] -> [N]."""
     if window <= 1 or len(y) == 0:
@@ -170,8 +176,7 @@ def metrics_figure(runs: Sequence[List[Dict[str, Any]]], keys: Sequence[str],
     from matplotlib.figure import Figure  # no pyplot: leaves the process's backend alone
 
     labels = list(labels) if labels is not None else [f"run {j}" for j in range(len(runs))]
-    logged = {k for rows in runs for r in rows for k, v in r.items()
-              if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    logged = set().union(*(scalar_keys(rows) for rows in runs))
     missing = [k for k in keys if k not in logged]
     if missing and strict:
         raise ValueError(f"plot_metrics: no run logged {missing}; logged scalars: "

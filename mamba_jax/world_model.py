@@ -218,10 +218,10 @@ class WorldModel:
         idx = jax.random.randint(k_idx, (b, n), 0, wm_horizon)  # [B, n]
         targets = self._targets(batch)
         feat_s = _gather(feat, idx)
-        losses = self._head_losses(params, '', feat_s, _gather_tree(targets, idx),
-                                   jnp.ones((b, n), jnp.float32))
-        metrics.update(reward_hit_products(self.reward(params, feat_s),
-                                           _gather(targets['reward'], idx)))
+        targets_s = _gather_tree(targets, idx)
+        losses, reward_logits = self._head_losses(params, '', feat_s, targets_s,
+                                                  jnp.ones((b, n), jnp.float32))
+        metrics.update(reward_hit_products(dist.twohot_mean(reward_logits), targets_s['reward']))
         w = c.reconstruction_window
         if w > 0:
             feat_pos, embed_m, tgt_m, mask_m = multi_window(
@@ -229,7 +229,7 @@ class WorldModel:
             # input [feat_s[feat_pos], embed_m]: the feat part of the first layer is computed once
             # per sampled step and then gathered (see nets.DenseLN)
             x = ((feat_s, embed_m), (feat_pos, None))
-            losses.update(self._head_losses(params, 'multi_', x, tgt_m, mask_m))
+            losses.update(self._head_losses(params, 'multi_', x, tgt_m, mask_m)[0])
         for name, value in losses.items():
             metrics[f'wm/{name}'] = value
             base = name[len('multi_'):] if name.startswith('multi_') else name
@@ -248,10 +248,12 @@ class WorldModel:
             tg['image'] = batch['image']
         return tg
 
-    def _head_losses(self, params, prefix: str, x: jax.Array, tg: dict, mask: jax.Array) -> dict:
+    def _head_losses(self, params, prefix: str, x: jax.Array, tg: dict, mask: jax.Array
+                     ) -> tuple[dict, jax.Array]:
         """Negative log-likelihoods averaged over all [B, N] positions (masked entries count as 0).
 
-        x [B, N, F'], targets [B, N, ...], mask [B, N]. Returns {name: scalar}.
+        x [B, N, F'], targets [B, N, ...], mask [B, N]. Returns ({name: scalar}, the reward
+        head's logits [B, N, bins]).
         """
         count = float(mask.shape[0] * mask.shape[1])
         mean = lambda v: jnp.sum(v * mask) / count
@@ -272,7 +274,7 @@ class WorldModel:
         y = tg['cont']
         logp = -jax.nn.softplus(-logit) * y - jax.nn.softplus(logit) * (1.0 - y)
         out[f'{prefix}cont'] = mean(-logp)
-        return out
+        return out, logits
 
 
 def reward_hit_products(pred: jax.Array, reward: jax.Array) -> dict:

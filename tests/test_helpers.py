@@ -123,6 +123,7 @@ def test_moving_average_is_a_trailing_mean():
 
 
 def test_plot_metrics_overlays_runs_and_seeds(tmp_path):
+    assert logger.scalar_keys([{"a": 1, "b": True, "c": [1.0]}, {"d": 2.5, "e": "x"}]) == {"a", "d"}
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     a = _write_metrics(tmp_path / "a" / "metrics.jsonl", [
