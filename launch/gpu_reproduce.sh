@@ -27,9 +27,24 @@ mkdir -p "$OUT" "$RES"
 read -r -a EXTRA_ARGS <<< "${EXTRA:-}"  # extra reproduce flags for every stage (no spaces inside)
 export PYTHONUNBUFFERED=1
 PY=${PY:-python3}
+# imports, then builds and initialises the point-robot agent (flax init on the device)
+SMOKE="import jax, experiments.reproduce
+from mamba_jax import trainer
+from experiments.configs import point_robot
+jax.block_until_ready(trainer.init_run_state(trainer.make_setup(point_robot.get_config()), 0))"
 if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
   export PYTHONPATH=/tmp/site:$PWD
+  # our pinned flax/optax/chex/orbax against the machine's own jax: if they do not import
+  # together, keep only the wheels the machine lacks (ml_collections) and use its own versions
+  if ! $PY -c "$SMOKE" >/tmp/import_check.log 2>&1; then
+    tail -n 5 /tmp/import_check.log
+    echo "pinned wheels do not import with this jax: falling back to the machine's packages"
+    rm -rf /tmp/site
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+      .whl/ml_collections-*.whl || exit 1
+    $PY -c "$SMOKE" || exit 1
+  fi
 fi
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
   nproc
