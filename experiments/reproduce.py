@@ -21,6 +21,11 @@ import os
 import platform
 import time
 
+# Reuse compiled programs across calls (a resumed run, a second stage with the same shapes): XLA's
+# persistent compilation cache, the same folder as experiments/train.py
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(os.path.expanduser("~"), ".cache", "mamba_jax", "xla"))
+
 from mamba_jax import memory
 
 if __name__ == "__main__":

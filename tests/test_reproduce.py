@@ -58,6 +58,27 @@ def test_seed_s_of_a_multi_seed_run_equals_the_single_seed_run(tmp_path):
     assert len(rows[-1]["eval/return/per_seed"]) == 2
 
 
+def test_multi_seed_init_compiles_once_and_matches_each_single_seed_init():
+    from mamba_jax import trainer
+    c = tiny.get_config()
+    c.num_seeds = 3
+    c.agent.dyn_deter = 40  # a setup no other test builds
+    setup = trainer.make_setup(c)
+    before = trainer._init_jit._cache_size()
+    multi = trainer.init_run_state(setup, 7)
+    assert trainer._init_jit._cache_size() == before + 1  # one executable for the three seeds
+    assert multi.replay.size.shape == (3,) and multi.key.shape[0] == 3
+    c1 = tiny.get_config()
+    c1.agent.dyn_deter = 40
+    c1.seed = 9
+    one = trainer.init_run_state(trainer.make_setup(c1), 9)
+    a = jax.tree.leaves(jax.tree.map(lambda x: x[2], (multi.train, multi.key)))
+    b = jax.tree.leaves((one.train, one.key))
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)  # seed 7 + 2 of the 3-seed run is the 1-seed run's 9
+
+
 def test_reproduce_writes_results(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "experiments.reproduce", "--task=tiny", "--seeds=2",
