@@ -18,8 +18,13 @@
 # rooms, Escape Room and Rooms-3 at their official configs, 3 seeds.)
 # A stage cut off by the budget still leaves its metrics.jsonl (the periodic evaluations).
 # Its checkpoint stays in /tmp/gpu_runs/<stage> and the compiled programs in XLA's persistent
-# cache (~/.cache/mamba_jax/xla): a second call with the same STAGES on the same warm machine
-# (issued within its idle window) resumes the stage instead of starting it again.
+# cache ($JAX_COMPILATION_CACHE_DIR, default /tmp/xla_cache): a second call with the same STAGES
+# on the same warm machine (issued within its idle window) resumes the stage instead of starting
+# it again.
+# The cache also travels between leases: the script packs it into $OUT/xla_cache.tgz.part*
+# (15 MB pieces). Copy those into .gpu_cache/ (git-ignored via .git/info/exclude), carry
+# .gpu_cache on the next lease, and the script unpacks them first. A machine of the same kind,
+# jax and flags then skips the compilation (~220 s) of stages whose shapes it has seen.
 # Measured: compile ~240 s (H100, official config) / 221 s (H200, tr0.1); then 0.52 s (H100,
 # official) / 3.97 s (H200, tr0.1) per round of 3 seeds (docs/performance.md).
 set -u -o pipefail
@@ -29,6 +34,13 @@ OUT=${OUT:-runs/gpu}
 RES=/tmp/gpu_results  # packed into $OUT/gpu_results.tgz at the end (one file to fetch)
 rm -rf "$RES"
 mkdir -p "$OUT" "$RES"
+export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/xla_cache}
+mkdir -p "$JAX_COMPILATION_CACHE_DIR"
+CACHE_IN=${CACHE_IN:-.gpu_cache}
+if ls "$CACHE_IN"/xla_cache.tgz.part* >/dev/null 2>&1; then
+  cat "$CACHE_IN"/xla_cache.tgz.part* | tar xzf - -C "$JAX_COMPILATION_CACHE_DIR" \
+    && echo "unpacked $(ls "$JAX_COMPILATION_CACHE_DIR" | wc -l) cached programs from $CACHE_IN"
+fi
 read -r -a EXTRA_ARGS <<< "${EXTRA:-}"  # extra reproduce flags for every stage (no spaces inside)
 export PYTHONUNBUFFERED=1
 PY=${PY:-python3}
@@ -100,3 +112,13 @@ for s in $STAGES; do
   esac
 done
 tar czf "$OUT/gpu_results.tgz" -C "$RES" . && tar tzvf "$OUT/gpu_results.tgz"
+# the compiled programs, for the next lease (at most 6 pieces: $OUT brings back 8 files)
+rm -f "$OUT"/xla_cache.tgz.part*
+tar czf - -C "$JAX_COMPILATION_CACHE_DIR" . | split -b 15M -a 1 - "$OUT/xla_cache.tgz.part"
+PARTS=$(ls "$OUT"/xla_cache.tgz.part* | wc -l)
+if [ "$PARTS" -gt 6 ]; then
+  echo "compilation cache too large to bring back ($PARTS pieces of 15 MB): not packed"
+  rm -f "$OUT"/xla_cache.tgz.part*
+else
+  echo "compilation cache: $(du -sh "$JAX_COMPILATION_CACHE_DIR" | cut -f1) in $PARTS piece(s)"
+fi
