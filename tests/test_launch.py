@@ -206,3 +206,39 @@ def test_help_and_strict_mode(script):
     assert proc.returncode == 0 and proc.stdout.startswith("usage:")
     assert "set -euo pipefail" in open(script).read()
     assert os.access(script, os.X_OK)
+
+
+def _gpu_reproduce(tmp_path, stages, **env):
+    """Runs launch/gpu_reproduce.sh from an empty folder (no .whl/: nothing to install)."""
+    full = dict(os.environ, PY=sys.executable, STAGES=stages, BUDGET="120",
+                OUT=str(tmp_path / "out"), JAX_COMPILATION_CACHE_DIR=str(tmp_path / "xla"), **env)
+    return subprocess.run(["bash", os.path.join(REPO, "launch", "gpu_reproduce.sh")],
+                          cwd=tmp_path, env=full, capture_output=True, text=True, timeout=300)
+
+
+def test_gpu_reproduce_brings_the_compilation_cache_back_and_unpacks_a_carried_one(tmp_path):
+    # a cache from an "earlier lease", packed the way the script packs it
+    old = tmp_path / "old_cache"
+    old.mkdir()
+    payload = os.urandom(4096)
+    (old / "jit_update-abc-cache").write_bytes(payload)
+    carried = tmp_path / "carried"
+    carried.mkdir()
+    subprocess.run(f"tar czf - -C {old} . | split -b 15M -a 1 - {carried}/xla_cache.tgz.part",
+                   shell=True, check=True)
+    p = _gpu_reproduce(tmp_path, " ", CACHE_IN=str(carried))  # no stages: setup and packing only
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "unpacked 1 cached programs" in p.stdout, p.stdout
+    assert (tmp_path / "xla" / "jit_update-abc-cache").read_bytes() == payload
+    pieces = sorted((tmp_path / "out").glob("xla_cache.tgz.part*"))
+    assert [x.name for x in pieces] == ["xla_cache.tgz.parta"]
+    back = tmp_path / "back"
+    back.mkdir()
+    subprocess.run(f"cat {pieces[0]} | tar xzf - -C {back}", shell=True, check=True)
+    assert (back / "jit_update-abc-cache").read_bytes() == payload
+    assert (tmp_path / "out" / "gpu_results.tgz").exists()
+
+
+def test_gpu_reproduce_rejects_an_unknown_stage(tmp_path):
+    p = _gpu_reproduce(tmp_path, "nosuchstage")
+    assert p.returncode == 2 and "unknown stage nosuchstage" in p.stdout, p.stdout + p.stderr
