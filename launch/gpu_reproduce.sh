@@ -25,6 +25,11 @@
 # (15 MB pieces). Copy those into .gpu_cache/ (git-ignored via .git/info/exclude), carry
 # .gpu_cache on the next lease, and the script unpacks them first. A machine of the same kind,
 # jax and flags then skips the compilation (~220 s) of stages whose shapes it has seen.
+# A 15-minute lease (session 15's plan for the next one): call 1, timeout 598 s, carry .whl and
+# .gpu_cache: `BUDGET=565 STAGES="tr0.1" EXTRA="--compute_dtype=float32 --eval_every=100" bash
+# launch/gpu_reproduce.sh`; at once, on the warm machine, call 2 with BUDGET set to what is left
+# (it resumes the stage from its checkpoint, compiled programs from the cache); then copy
+# $OUT/xla_cache.tgz.part* into .gpu_cache/ for the lease after.
 # Measured: compile ~240 s (H100, official config) / 221 s (H200, tr0.1); then 0.52 s (H100,
 # official) / 3.97 s (H200, tr0.1) per round of 3 seeds (docs/performance.md).
 set -u -o pipefail
