@@ -281,10 +281,12 @@ def _init_one(setup: Setup, seed) -> RunState:
     key = jax.random.PRNGKey(seed)
     key, k_agent = jax.random.split(key)
     zero = lambda: jnp.zeros((), jnp.int32)  # distinct buffers: the phases donate the state
-    return RunState(train=setup.agent.init(k_agent), replay=None, key=key, frames=zero(), updates=zero(), rounds=zero(), meta_episodes=zero(),
+    return RunState(train=setup.agent.init(k_agent), replay=None, key=key, frames=zero(),
+                    updates=zero(), rounds=zero(), meta_episodes=zero(),
                     nonfinite_streak=zero(), nonfinite_total=zero())
 
 
+# compiled once per setup: the seed is an argument, not a constant baked into the program
 _init_jit = jax.jit(_init_one, static_argnums=0)
 
 
