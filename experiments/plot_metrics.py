@@ -5,8 +5,8 @@
         [--labels=a,b] [--logy=wm/reward|all] [--out=results/diagnostics.png]
     python -m experiments.plot_metrics --runs=runs/a --list   # which metrics a run logged
 
-``--runs`` takes run folders (with a ``metrics.jsonl``) or ``metrics.jsonl`` files. Without
-``--keys`` it draws the run folder's default diagnostics (``mamba_jax.logger.DIAGNOSTIC_KEYS``).
+``--runs`` takes run folders (with a ``metrics.jsonl``) or metrics files (``.jsonl``, or the
+``.jsonl.gz`` copies under ``results/``). Without ``--keys`` it draws the run folder's default diagnostics (``mamba_jax.logger.DIAGNOSTIC_KEYS``).
 Multi-seed runs (``--config.num_seeds``) draw each seed faintly under the seed mean.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from mamba_jax import logger as logger_lib
 
 
 def metrics_file(run: str) -> str:
-    """A run folder or a metrics.jsonl path -> the metrics.jsonl path.
+    """A run folder or a metrics file (metrics.jsonl, or a .jsonl.gz copy) -> its path.
 
     Raises FileNotFoundError naming ``run`` where there is no such file."""
     path = os.path.join(run, "metrics.jsonl") if os.path.isdir(run) else run
@@ -31,7 +31,7 @@ def metrics_file(run: str) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", required=True,
-                   help="comma-separated run folders or metrics.jsonl files")
+                   help="comma-separated run folders or metrics files (.jsonl or .jsonl.gz)")
     p.add_argument("--keys", default="", help="comma-separated metric names (default: diagnostics)")
     p.add_argument("--x", default="updates", help="x-axis key: updates or frames")
     p.add_argument("--labels", default="", help="comma-separated legend labels, one per run")

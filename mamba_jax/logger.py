@@ -12,6 +12,7 @@ Layout of a run folder::
 """
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from typing import Any, Dict, List, Optional, Sequence
@@ -91,12 +92,13 @@ def _plain(v):
 
 
 def read_metrics(path: str) -> List[Dict[str, Any]]:
-    """The rows of a metrics.jsonl file (blank lines skipped).
+    """The rows of a metrics.jsonl file, or of a gzip-compressed one (``.gz``, as stored under
+    ``results/``); blank lines skipped.
 
     Raises ValueError naming the file and line where a line is not a JSON object.
     """
     rows = []
-    with open(path) as f:
+    with (gzip.open(path, "rt") if path.endswith(".gz") else open(path)) as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue

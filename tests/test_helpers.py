@@ -2,6 +2,7 @@
 the trainer's schedule arithmetic and task sets, CPU feature detection, checkpoint meta files,
 metrics files, learning-curve and diagnostics plots, the environment registry, and the point
 robot's action cleaning and counter-based wind noise."""
+import gzip
 import json
 import os
 
@@ -92,6 +93,10 @@ def test_read_metrics_and_plot_learning_curve(tmp_path):
             {"frames": 300, "eval/return": 4.0, "eval/return_sub0": 1.0, "eval/return_sub1": 3.0}]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")  # a blank line is skipped
     assert logger.read_metrics(str(path)) == rows
+    # the gzip-compressed copies stored under results/ read the same
+    with gzip.open(tmp_path / "metrics.jsonl.gz", "wt") as f:
+        f.write(path.read_text())
+    assert logger.read_metrics(str(tmp_path / "metrics.jsonl.gz")) == rows
     out = str(tmp_path / "curve.png")
     logger.plot_learning_curve(str(path), out, title="t", reference={"scripted": 5.0})
     assert open(out, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
