@@ -7,7 +7,8 @@
 
 ``--runs`` takes run folders (with a ``metrics.jsonl``) or metrics files (``.jsonl``, or the
 ``.jsonl.gz`` copies under ``results/``). Without ``--keys`` it draws the run folder's default
-diagnostics (``mamba_jax.logger.DIAGNOSTIC_KEYS``). Multi-seed runs (``--config.num_seeds``) draw each seed faintly under the seed mean.
+diagnostics (``mamba_jax.logger.DIAGNOSTIC_KEYS``). Multi-seed runs (``--config.num_seeds``)
+draw each seed faintly under the seed mean.
 """
 from __future__ import annotations
 
