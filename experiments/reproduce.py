@@ -21,12 +21,9 @@ import os
 import platform
 import time
 
-# Reuse compiled programs across calls (a resumed run, a second stage with the same shapes): XLA's
-# persistent compilation cache, the same folder as experiments/train.py
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
-                      os.path.join(os.path.expanduser("~"), ".cache", "mamba_jax", "xla"))
-
 from mamba_jax import memory
+
+memory.use_compilation_cache()  # a resumed run or a second stage reuses the compiled programs
 
 if __name__ == "__main__":
     memory.relaunch_with_huge_pages()  # 2 MiB pages for XLA's per-call temp buffers (mamba_jax.memory)

@@ -11,11 +11,9 @@ from __future__ import annotations
 import os
 import sys
 
-# Reuse compiled programs across runs (resume, sweeps): XLA's persistent compilation cache.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
-                      os.path.join(os.path.expanduser("~"), ".cache", "mamba_jax", "xla"))
+from mamba_jax import memory  # does not import jax
 
-from mamba_jax import memory  # noqa: E402  (does not import jax)
+memory.use_compilation_cache()  # reuse compiled programs across runs (resume, sweeps)
 
 if __name__ == "__main__":
     memory.relaunch_with_huge_pages()  # 2 MiB pages for XLA's per-call temp buffers (mamba_jax.memory)

@@ -22,7 +22,7 @@
 # on the same warm machine (issued within its idle window) resumes the stage instead of starting
 # it again.
 # The cache also travels between leases: the script packs it into $OUT/xla_cache.tgz.part*
-# (15 MB pieces). Copy those into .gpu_cache/ (git-ignored via .git/info/exclude), carry
+# (15 MB pieces). Copy those into .gpu_cache/ (git-ignored via .gitignore), carry
 # .gpu_cache on the next lease, and the script unpacks them first. A machine of the same kind,
 # jax and flags then skips the compilation (~220 s) of stages whose shapes it has seen.
 # A 15-minute lease (session 15's plan for the next one): call 1, timeout 598 s, carry .whl and

@@ -70,6 +70,15 @@ def _libc():
         return None
 
 
+def use_compilation_cache() -> None:
+    """Points XLA's persistent compilation cache at ``~/.cache/mamba_jax/xla`` unless
+    ``JAX_COMPILATION_CACHE_DIR`` is set: a resumed run, a sweep or a second reproduction call
+    with the same shapes then reuses the compiled programs. Call before JAX's first compilation
+    (the training entry points call it at import)."""
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                          os.path.join(os.path.expanduser("~"), ".cache", "mamba_jax", "xla"))
+
+
 def configure_process(arenas: int = 2) -> None:
     """Memory-lean defaults: XLA's memory-minimising CPU scheduler and, on jaxlib 0.10.x, no YNNPACK
     reduction fusions (each unless ``XLA_FLAGS`` already sets the flag), and at most ``arenas``

@@ -25,6 +25,17 @@ def test_configure_process_adds_the_memory_scheduler_flag_and_keeps_user_flags()
     assert "--xla_cpu_enable_concurrency_optimized_scheduler=false" in flags
 
 
+def test_use_compilation_cache_defaults_to_the_user_cache_and_keeps_an_explicit_folder(
+        monkeypatch, tmp_path):
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    memory.use_compilation_cache()
+    assert os.environ["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path / ".cache" / "mamba_jax" / "xla")
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", "/elsewhere")
+    memory.use_compilation_cache()
+    assert os.environ["JAX_COMPILATION_CACHE_DIR"] == "/elsewhere"
+
+
 def test_configure_process_respects_explicit_flag_choices():
     ynn = "--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_DOT"
     flags = _flags_after_configure(
