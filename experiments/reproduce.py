@@ -36,6 +36,7 @@ import numpy as np
 from mamba_jax import logger as logger_lib
 from mamba_jax import run as run_lib
 from mamba_jax import trainer
+from mamba_jax.behaviour import summarise_behaviour
 
 HELD_OUT_SEED = 987654  # final-evaluation tasks; never used by training or periodic evaluation
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -56,13 +57,35 @@ def load_references(task: str) -> dict:
         return json.load(f).get(task, {"lines": {}})
 
 
-def final_evaluation(setup, run_state, num_tasks: int) -> np.ndarray:
-    """Per-seed, per-task, per-sub-episode returns [S, E, K] on the held-out tasks."""
+def final_evaluation(setup, run_state, num_tasks: int):
+    """On the held-out tasks: (returns [S, E, K] per seed, task and sub-episode, behaviour: one
+    ``behaviour.summarise_behaviour`` dict per seed)."""
     tasks = trainer.sample_tasks(setup, HELD_OUT_SEED, num_tasks)
     key = jax.random.PRNGKey(HELD_OUT_SEED + 1)
     ev = trainer.compile_phases(setup).evaluate(run_state.train, tasks, key)
-    returns = np.asarray(ev["returns"])
-    return returns if returns.ndim == 3 else returns[None]
+    returns, reward, sub = (np.asarray(ev[k]) for k in ("returns", "reward", "sub_idx"))
+    if returns.ndim == 2:  # one seed: no seed axis
+        returns, reward, sub = returns[None], reward[None], sub[None]
+    K = setup.config.K
+    return returns, [summarise_behaviour(reward[s], sub[s], K) for s in range(returns.shape[0])]
+
+
+def behaviour_over_seeds(per_seed: list) -> dict:
+    """Seed means and 95% CIs of the behaviour summaries' numbers (seeds where a number is
+    undefined, e.g. no find in sub-episode 1, are left out of it), plus the per-seed dicts."""
+    def agg(values):
+        values = [v for v in values if v is not None]
+        return mean_ci(values) if values else None
+
+    K = len(per_seed[0]["sub_episodes"])
+    subs = []
+    for k in range(K):
+        keys = per_seed[0]["sub_episodes"][k].keys()
+        subs.append({name: agg([p["sub_episodes"][k][name] for p in per_seed]) for name in keys})
+    return {"sub_episodes": subs,
+            "first_hit_speedup_later_vs_first": agg(
+                [p["first_hit_speedup_later_vs_first"] for p in per_seed]),
+            "per_seed": per_seed}
 
 
 def scripted_evaluation(setup, num_tasks: int):
@@ -78,7 +101,10 @@ def scripted_evaluation(setup, num_tasks: int):
     rollout, _ = jax.jit(lambda k: collect_lib.collect(setup.meta, policy, init(num_tasks), k,
                                                         num_tasks, tasks=tasks))(
         jax.random.PRNGKey(HELD_OUT_SEED + 1))
-    return np.asarray(collect_lib.sub_episode_returns(rollout, setup.config.K))  # [E, K]
+    K = setup.config.K
+    behaviour = summarise_behaviour(np.asarray(rollout.data["reward"]),
+                                    np.asarray(collect_lib.observed_sub_idx(rollout)), K)
+    return np.asarray(collect_lib.sub_episode_returns(rollout, K)), behaviour  # [E, K], dict
 
 
 def curve(metrics_path: str):
@@ -180,7 +206,7 @@ def main():
         summary, state = run_lib.train(config, workdir, resume=bool(resume),
                                        progress=not args.no_progress)
         setup = trainer.make_setup(config)
-        returns = final_evaluation(setup, state, args.final_eval_tasks)  # [S, E, K]
+        returns, behaviour = final_evaluation(setup, state, args.final_eval_tasks)  # [S, E, K]
         per_seed_sub = returns.mean(1)  # [S, K]
         frames = summary["frames"]
         prefill = setup.prefill * setup.length
@@ -197,6 +223,7 @@ def main():
                                           os.path.join(workdir, "metrics.jsonl"))),
             "meta_episode_return": mean_ci(per_seed_sub.sum(-1)),
             "sub_episode_returns": [mean_ci(per_seed_sub[:, k]) for k in range(config.K)],
+            "behaviour": behaviour_over_seeds(behaviour),
         }
         curves[variant] = curve(os.path.join(workdir, "metrics.jsonl"))
         marks = {}
@@ -209,8 +236,10 @@ def main():
     apply_overrides(scripted_config, args.set)
     scripted = scripted_evaluation(trainer.make_setup(scripted_config), args.final_eval_tasks)
     if scripted is not None:
+        scripted, scripted_behaviour = scripted
         result["scripted_reference"] = {"meta_episode_return": float(scripted.sum(-1).mean()),
-                                        "sub_episode_returns": scripted.mean(0).tolist()}
+                                        "sub_episode_returns": scripted.mean(0).tolist(),
+                                        "behaviour": scripted_behaviour}
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, f"{stem}.json"), "w") as f:
         json.dump(result, f, indent=2)

@@ -92,9 +92,30 @@ def test_reproduce_writes_results(tmp_path):
         r = res["variants"][v]
         assert r["meta_episode_return"]["n"] == 2 and len(r["sub_episode_returns"]) == 2
         assert r["frames_real"] == 320 and r["frames_official_logger_units"] == 80 + 2 * 240
+        b = r["behaviour"]  # per seed, on the same held-out tasks as the returns
+        assert len(b["per_seed"]) == 2 and len(b["sub_episodes"]) == 2
+        assert all(p["tasks"] == 4 for p in b["per_seed"])
+        assert b["sub_episodes"][0]["found_rate"]["n"] == 2
     assert "scripted_reference" in res  # tiny runs the point robot
+    assert len(res["scripted_reference"]["behaviour"]["sub_episodes"]) == 2
     assert res["overrides"] == {"compute_dtype": "float32"}
     assert os.path.getsize(tmp_path / "results" / "tiny.png") > 0
+
+
+def test_behaviour_over_seeds_averages_what_each_seed_defines():
+    sub = np.array([[0, 0, 1, 1]] * 2)
+    found = reproduce.summarise_behaviour(np.array([[0, 1.0, 1.0, 0], [1.0, 0, 0, 1.0]]), sub, K=2)
+    missed = reproduce.summarise_behaviour(np.zeros((2, 4)), sub, K=2)
+    agg = reproduce.behaviour_over_seeds([found, missed])
+    s0, s1 = agg["sub_episodes"]
+    assert s0["found_rate"]["values"] == [1.0, 0.0] and s0["found_rate"]["n"] == 2
+    # the seed that never found the reward has no first-hit step: left out, not counted as 0
+    assert s0["first_hit_step"]["values"] == [1.5] and s0["first_hit_step"]["n"] == 1
+    assert s1["found_rate_given_found_first"]["values"] == [1.0]  # only the first seed defines it
+    assert s1["return_given_missed_first"]["values"] == [0.0]  # only the second does
+    assert agg["first_hit_speedup_later_vs_first"]["values"] == [found[
+        "first_hit_speedup_later_vs_first"]]
+    assert agg["per_seed"] == [found, missed]
 
 
 def test_set_reaches_environment_options():

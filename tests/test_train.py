@@ -244,6 +244,9 @@ def test_inspect_run_writes_figures_and_reward_report(cli_run, tmp_path):
         critic = rep["critic"]
         assert len(critic["value_mean_per_sub_episode"]) == c.K
         assert np.isfinite(critic["value_mean_first_sub_episode"])
+        behaviour = rep["behaviour"]
+        assert behaviour["tasks"] == 4 and len(behaviour["sub_episodes"]) == c.K
+        assert all(0.0 <= sub["found_rate"] <= 1.0 for sub in behaviour["sub_episodes"])
     assert "scripted" in report["policies"]  # point robot has a scripted reference
     for suffix in ("_reward.png", "_figure1.png", "_value.png"):
         assert os.path.getsize(out + suffix) > 0, suffix
@@ -293,38 +296,6 @@ def test_return_to_go_is_what_the_critic_estimates():
     r = np.array([[0.0, 1.0, 0.0, 2.0]])
     # G_t = r_{t+1} + 0.5 r_{t+2} + ...; nothing after the last step
     np.testing.assert_allclose(return_to_go(r, 0.5), [[1.0 + 0.0 + 0.5, 0.0 + 1.0, 2.0, 0.0]])
-
-
-def test_behaviour_summary_counts_finds_first_hits_and_the_conditional_returns():
-    from experiments.inspect_run import summarise_behaviour
-
-    # 3 meta-episodes, K=2 sub-episodes of 4 observed steps each
-    sub = np.array([[0, 0, 0, 0, 1, 1, 1, 1]] * 3)
-    r = np.zeros((3, 8))
-    r[0, [2, 3]] = 1.0   # finds at step 3 of sub-episode 1 ...
-    r[0, [4, 5, 6, 7]] = 1.0  # ... and goes straight there in sub-episode 2 (step 1)
-    r[1, 3] = 0.5        # finds at step 4, then misses in sub-episode 2
-    r[2, 6] = 1.0        # misses sub-episode 1, finds at step 3 of sub-episode 2
-    r[2, 1] = -0.1       # a penalty is not a find
-    b = summarise_behaviour(r, sub, K=2)
-    s0, s1 = b["sub_episodes"]
-    assert b["tasks"] == 3
-    assert s0["found_rate"] == pytest.approx(2 / 3)
-    assert s0["first_hit_step"] == pytest.approx((3 + 4) / 2)
-    assert s0["rewarded_steps"] == pytest.approx(3 / 3)
-    assert s1["found_rate"] == pytest.approx(2 / 3)
-    assert s1["first_hit_step"] == pytest.approx((1 + 3) / 2)
-    assert s1["found_rate_given_found_first"] == pytest.approx(1 / 2)
-    assert s1["found_rate_given_missed_first"] == pytest.approx(1.0)
-    assert s1["first_hit_step_given_found_first"] == pytest.approx(1.0)
-    assert s1["return_given_found_first"] == pytest.approx((4.0 + 0.0) / 2)
-    assert s1["return_given_missed_first"] == pytest.approx(1.0)
-    # only task 0 found the goal in both: first hit at step 3, then at step 1
-    assert b["first_hit_speedup_later_vs_first"] == pytest.approx(3.0)
-    never = summarise_behaviour(np.zeros((2, 8)), sub[:2], K=2)
-    assert never["sub_episodes"][0]["first_hit_step"] is None
-    assert never["sub_episodes"][1]["found_rate_given_found_first"] is None
-    assert never["first_hit_speedup_later_vs_first"] is None
 
 
 def test_split_round_equals_the_fused_round_program():

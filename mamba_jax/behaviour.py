@@ -1,0 +1,58 @@
+"""What a policy does on held-out meta-episodes, read from its rewards: does it search, and does it
+use what it found? (The explore-then-exploit signature of a Bayes-optimal meta-RL policy, in
+behaviour rather than return.) Plain NumPy, for analysis scripts and the reproduction runner."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def summarise_behaviour(reward: np.ndarray, sub_obs: np.ndarray, K: int) -> dict:
+    """Does the policy search, and does it use what it found? Behaviour per sub-episode, from the
+    rewards alone, so it applies to every task whose reward is positive only at the goal.
+
+    reward, sub_obs: [E, T]: the reward observed at step t and the sub-episode it belongs to
+    (``collect.observed_sub_idx``). "Found" means at least one positive reward in the
+    sub-episode; ``first_hit_step`` counts the sub-episode's steps up to and including the first
+    positive reward (1 = the first step). The explore-then-exploit signature is a first hit that
+    comes much sooner in sub-episodes 2..K than in sub-episode 1 on the tasks where sub-episode 1
+    found the goal (``*_given_found_first``), with a found rate close to 1 there.
+    """
+    reward, sub_obs = np.asarray(reward, np.float64), np.asarray(sub_obs)
+    pos = reward > 0
+    found, first, ret = [], [], []
+    for k in range(K):
+        m = sub_obs == k
+        hits = pos & m
+        step = np.cumsum(m, axis=1)  # 1-based step within sub-episode k (where m)
+        found.append(hits.any(1))
+        first.append(np.where(hits.any(1), np.where(hits, step, np.iinfo(np.int64).max).min(1),
+                              np.nan))
+        ret.append((reward * m).sum(1))
+
+    def mean(x):
+        x = np.asarray(x, np.float64)
+        x = x[~np.isnan(x)]
+        return float(x.mean()) if x.size else None
+
+    f0 = found[0]
+    out = {"tasks": int(reward.shape[0]), "sub_episodes": []}
+    for k in range(K):
+        row = {"found_rate": float(found[k].mean()),
+               "first_hit_step": mean(first[k]),
+               "rewarded_steps": float((pos & (sub_obs == k)).sum(1).mean())}
+        if k > 0:
+            row["found_rate_given_found_first"] = float(found[k][f0].mean()) if f0.any() else None
+            row["found_rate_given_missed_first"] = float(found[k][~f0].mean()) if (~f0).any() else None
+            row["first_hit_step_given_found_first"] = mean(first[k][f0])
+            row["return_given_found_first"] = mean(ret[k][f0])
+            row["return_given_missed_first"] = mean(ret[k][~f0])
+        out["sub_episodes"].append(row)
+    both = [found[0] & found[k] for k in range(1, K)]
+    if K > 1 and any(b.any() for b in both):
+        # on tasks found in sub-episode 1 and again in sub-episode k: how much sooner?
+        ratios = [np.median(first[0][b]) / max(np.median(first[k][b]), 1.0)
+                  for k, b in zip(range(1, K), both) if b.any()]
+        out["first_hit_speedup_later_vs_first"] = float(np.mean(ratios))
+    else:
+        out["first_hit_speedup_later_vs_first"] = None
+    return out

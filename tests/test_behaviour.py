@@ -1,0 +1,35 @@
+"""mamba_jax.behaviour: the per-sub-episode behaviour summary."""
+import numpy as np
+import pytest
+
+from mamba_jax.behaviour import summarise_behaviour
+
+
+def test_behaviour_summary_counts_finds_first_hits_and_the_conditional_returns():
+    # 3 meta-episodes, K=2 sub-episodes of 4 observed steps each
+    sub = np.array([[0, 0, 0, 0, 1, 1, 1, 1]] * 3)
+    r = np.zeros((3, 8))
+    r[0, [2, 3]] = 1.0   # finds at step 3 of sub-episode 1 ...
+    r[0, [4, 5, 6, 7]] = 1.0  # ... and goes straight there in sub-episode 2 (step 1)
+    r[1, 3] = 0.5        # finds at step 4, then misses in sub-episode 2
+    r[2, 6] = 1.0        # misses sub-episode 1, finds at step 3 of sub-episode 2
+    r[2, 1] = -0.1       # a penalty is not a find
+    b = summarise_behaviour(r, sub, K=2)
+    s0, s1 = b["sub_episodes"]
+    assert b["tasks"] == 3
+    assert s0["found_rate"] == pytest.approx(2 / 3)
+    assert s0["first_hit_step"] == pytest.approx((3 + 4) / 2)
+    assert s0["rewarded_steps"] == pytest.approx(3 / 3)
+    assert s1["found_rate"] == pytest.approx(2 / 3)
+    assert s1["first_hit_step"] == pytest.approx((1 + 3) / 2)
+    assert s1["found_rate_given_found_first"] == pytest.approx(1 / 2)
+    assert s1["found_rate_given_missed_first"] == pytest.approx(1.0)
+    assert s1["first_hit_step_given_found_first"] == pytest.approx(1.0)
+    assert s1["return_given_found_first"] == pytest.approx((4.0 + 0.0) / 2)
+    assert s1["return_given_missed_first"] == pytest.approx(1.0)
+    # only task 0 found the goal in both: first hit at step 3, then at step 1
+    assert b["first_hit_speedup_later_vs_first"] == pytest.approx(3.0)
+    never = summarise_behaviour(np.zeros((2, 8)), sub[:2], K=2)
+    assert never["sub_episodes"][0]["first_hit_step"] is None
+    assert never["sub_episodes"][1]["found_rate_given_found_first"] is None
+    assert never["first_hit_speedup_later_vs_first"] is None
