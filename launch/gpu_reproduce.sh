@@ -22,7 +22,7 @@
 # on the same warm machine (issued within its idle window) resumes the stage instead of starting
 # it again.
 # The cache also travels between leases: the script packs it into $OUT/xla_cache.tgz.part*
-# (15 MB pieces). Copy those into .gpu_cache/ (git-ignored via .gitignore), carry
+# (15 MiB pieces, if they fit in what $OUT can bring back). Copy those into .gpu_cache/ (git-ignored via .gitignore), carry
 # .gpu_cache on the next lease, and the script unpacks them first. A machine of the same kind,
 # jax and flags then skips the compilation (~220 s) of stages whose shapes it has seen.
 # A 15-minute lease (session 15's plan for the next one): call 1, timeout 598 s, carry .whl and
@@ -117,13 +117,18 @@ for s in $STAGES; do
   esac
 done
 tar czf "$OUT/gpu_results.tgz" -C "$RES" . && tar tzvf "$OUT/gpu_results.tgz"
-# the compiled programs, for the next lease (at most 6 pieces: $OUT brings back 8 files)
+# the compiled programs, for the next lease. What comes back from $OUT is at most 8 files of
+# 16 MiB each and 64 MiB together (the device tool's limits), so the cache travels in 15 MiB
+# pieces and only if it fits beside gpu_results.tgz (OUT_LIMIT_MIB=63 in all, 1 MiB to spare)
 rm -f "$OUT"/xla_cache.tgz.part*
-tar czf - -C "$JAX_COMPILATION_CACHE_DIR" . | split -b 15M -a 1 - "$OUT/xla_cache.tgz.part"
-PARTS=$(ls "$OUT"/xla_cache.tgz.part* | wc -l)
-if [ "$PARTS" -gt 6 ]; then
-  echo "compilation cache too large to bring back ($PARTS pieces of 15 MB): not packed"
-  rm -f "$OUT"/xla_cache.tgz.part*
+tar czf /tmp/xla_cache.tgz -C "$JAX_COMPILATION_CACHE_DIR" .
+MIB=1048576
+ROOM=$(( ${OUT_LIMIT_MIB:-63} * MIB - $(stat -c %s "$OUT/gpu_results.tgz") ))
+SIZE=$(stat -c %s /tmp/xla_cache.tgz)
+if [ "$SIZE" -gt "$ROOM" ]; then
+  echo "compilation cache too large to bring back ($(( SIZE / MIB )) MiB, room for $(( ROOM / MIB )) MiB): not packed"
 else
-  echo "compilation cache: $(du -sh "$JAX_COMPILATION_CACHE_DIR" | cut -f1) in $PARTS piece(s)"
+  split -b 15M -a 1 /tmp/xla_cache.tgz "$OUT/xla_cache.tgz.part"
+  echo "compilation cache: $(du -sh "$JAX_COMPILATION_CACHE_DIR" | cut -f1) in $(ls "$OUT"/xla_cache.tgz.part* | wc -l) piece(s)"
 fi
+rm -f /tmp/xla_cache.tgz

@@ -239,6 +239,21 @@ def test_gpu_reproduce_brings_the_compilation_cache_back_and_unpacks_a_carried_o
     assert (tmp_path / "out" / "gpu_results.tgz").exists()
 
 
+def test_gpu_reproduce_leaves_out_a_cache_too_large_to_bring_back(tmp_path):
+    old = tmp_path / "old_cache"
+    old.mkdir()
+    (old / "big-cache").write_bytes(os.urandom(2 * 1024 * 1024))  # incompressible 2 MiB
+    carried = tmp_path / "carried"
+    carried.mkdir()
+    subprocess.run(f"tar czf - -C {old} . | split -b 15M -a 1 - {carried}/xla_cache.tgz.part",
+                   shell=True, check=True)
+    p = _gpu_reproduce(tmp_path, " ", CACHE_IN=str(carried), OUT_LIMIT_MIB="1")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "compilation cache too large to bring back" in p.stdout, p.stdout
+    assert not list((tmp_path / "out").glob("xla_cache.tgz.part*"))
+    assert (tmp_path / "out" / "gpu_results.tgz").exists()  # the results still come back
+
+
 def test_gpu_reproduce_rejects_an_unknown_stage(tmp_path):
     p = _gpu_reproduce(tmp_path, "nosuchstage")
     assert p.returncode == 2 and "unknown stage nosuchstage" in p.stdout, p.stdout + p.stderr
