@@ -28,8 +28,9 @@
 # A 15-minute lease (session 15's plan for the next one): call 1, timeout 598 s, carry .whl and
 # .gpu_cache: `BUDGET=565 STAGES="tr0.1" EXTRA="--compute_dtype=float32 --eval_every=100" bash
 # launch/gpu_reproduce.sh`; at once, on the warm machine, call 2 with BUDGET set to what is left
-# (it resumes the stage from its checkpoint, compiled programs from the cache); then copy
-# $OUT/xla_cache.tgz.part* into .gpu_cache/ for the lease after.
+# (it resumes the stage from its checkpoint, compiled programs from the cache; add INSPECT_S=120
+# to this last call to inspect the three final agents); then copy $OUT/xla_cache.tgz.part* into
+# .gpu_cache/ for the lease after.
 # Measured: compile ~240 s (H100, official config) / 221 s (H200, tr0.1); then 0.52 s (H100,
 # official) / 3.97 s (H200, tr0.1) per round of 3 seeds (docs/performance.md).
 set -u -o pipefail
@@ -75,6 +76,10 @@ fi
 
 left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
 MIN_STAGE=${MIN_STAGE:-330}  # compile (~220-240 s) + one round + the final evaluation
+# INSPECT_S > 0 keeps that many seconds at the end of each stage for `experiments.inspect_run` on
+# each seed's final agent (Figure-1 panels, reward and critic diagnostics, behaviour), written
+# into the results as inspect_<stage>_s<seed>_*: the agents themselves stay on the machine
+INSPECT_S=${INSPECT_S:-0}
 stage() {  # stage NAME VARIANT [reproduce args...]
   local name=$1 variant=$2; shift 2
   local L; L=$(left)
@@ -82,12 +87,22 @@ stage() {  # stage NAME VARIANT [reproduce args...]
   echo "== $name ($variant): up to ${L}s"
   # SIGTERM at L-60 s: the run checkpoints after its current round and reproduce still evaluates
   # what it has on the held-out tasks; SIGKILL 60 s later if that takes too long.
-  timeout -k 60 $((L - 60)) $PY -m experiments.reproduce --task=point_robot --seeds=3 --variants="$variant" \
+  timeout -k 60 $((L - 60 - INSPECT_S)) $PY -m experiments.reproduce --task=point_robot --seeds=3 --variants="$variant" \
     --workdir="/tmp/gpu_runs/$name" --out="$RES" --name="$name" --no_progress "${EXTRA_ARGS[@]}" "$@" 2>&1 \
     | grep -v "^I0000\|^W0000\|TF_CPP" | tail -n 25
   local rc=${PIPESTATUS[0]}
   cp /tmp/gpu_runs/"$name"/*/metrics.jsonl "$RES/${name}.metrics.jsonl" 2>/dev/null
   echo "== $name exit status $rc (124/137: stopped by the budget) at $(( $(date +%s) - T0 ))s"
+  if [ "$INSPECT_S" -gt 0 ]; then
+    local dir seed
+    dir=$(dirname "$(ls -d /tmp/gpu_runs/"$name"/*/config.json 2>/dev/null | head -n 1)")
+    for seed in 0 1 2; do
+      L=$(left)
+      if [ "$L" -lt 40 ] || [ ! -d "$dir/checkpoints" ]; then echo "no inspection of seed $seed: ${L}s left"; break; fi
+      timeout -k 10 $((L - 20)) $PY -m experiments.inspect_run --workdir="$dir" --seed_index=$seed \
+        --tasks=100 --out="$RES/inspect_${name}_s${seed}" 2>&1 | grep "^wrote\|Error" | tail -n 3
+    done
+  fi
 }
 # STAGES picks and orders the stages, e.g. STAGES="dreamer tr0.1" after a lease that ran "mamba"
 STAGES=${STAGES:-"mamba dreamer tr0.1 wind"}
