@@ -12,10 +12,11 @@
 #   2. the same for vanilla Dreamer
 #   3. diagnostic (not the official config): MAMBA with train_ratio 0.1 (10x the updates per frame)
 #   4. Point Robot + Wind, MAMBA, 3 seeds (runs only if the budget leaves time for it)
-# (STAGES="..." picks others: dreamer_tr0.1, vanilla Dreamer at train ratio 0.1; radius0.5 / radius0.5_dreamer, the official config with a goal disc of
-# radius 0.5, a diagnostic of reward sparsity; h10, imagination horizon 10 instead of 2; dense /
-# dense_tr0.1, positive controls with the dense reward 1 - d, official / 10x train ratio; escape /
-# rooms, Escape Room and Rooms-3 at their official configs, 3 seeds.)
+# (STAGES="..." picks others: dreamer_tr0.1, vanilla Dreamer at train ratio 0.1; radius0.5 /
+# radius0.5_dreamer, the official config with a goal disc of radius 0.5, a diagnostic of reward
+# sparsity; h10, imagination horizon 10 instead of 2; dense / dense_tr0.1, positive controls with
+# the dense reward 1 - d, official / 10x train ratio; escape / rooms, Escape Room and Rooms-3 at
+# their official configs, 3 seeds.)
 # A stage cut off by the budget still leaves its metrics.jsonl (the periodic evaluations).
 # Its checkpoint stays in /tmp/gpu_runs/<stage> and the compiled programs in XLA's persistent
 # cache ($JAX_COMPILATION_CACHE_DIR, default /tmp/xla_cache): a second call with the same STAGES
