@@ -245,6 +245,17 @@ def main():
         json.dump(result, f, indent=2)
     plot(result, curves, os.path.join(args.out, f"{stem}.png"))
     print(json.dumps({v: r["meta_episode_return"] for v, r in result["variants"].items()}, indent=1))
+    for v, r in result["variants"].items():
+        print(f"{v}: " + behaviour_line(r["behaviour"]["sub_episodes"]))
+
+
+def behaviour_line(subs) -> str:
+    """One line of the seed-mean behaviour: found rate and first-hit step per sub-episode."""
+    def fmt(x, spec):
+        return "-" if x is None else format(x["mean"], spec)
+    return ("found rate " + " / ".join(fmt(s["found_rate"], ".2f") for s in subs) +
+            "; first hit at step " + " / ".join(fmt(s["first_hit_step"], ".1f") for s in subs) +
+            " (per sub-episode, seed means)")
 
 
 def plot(result, curves, path):

@@ -116,6 +116,10 @@ def test_behaviour_over_seeds_averages_what_each_seed_defines():
     assert agg["first_hit_speedup_later_vs_first"]["values"] == [found[
         "first_hit_speedup_later_vs_first"]]
     assert agg["per_seed"] == [found, missed]
+    assert reproduce.behaviour_line(agg["sub_episodes"]) == (
+        "found rate 0.50 / 0.50; first hit at step 1.5 / 1.5 (per sub-episode, seed means)")
+    assert "first hit at step - / -" in reproduce.behaviour_line(
+        reproduce.behaviour_over_seeds([missed])["sub_episodes"])
 
 
 def test_set_reaches_environment_options():
