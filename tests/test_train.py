@@ -49,6 +49,9 @@ def test_cli_writes_a_complete_run_folder(cli_run):
     train_rows = [r for r in rows if "wm/loss" in r]
     eval_rows = [r for r in rows if "eval/return" in r]
     assert len(train_rows) == 3 and len(eval_rows) >= 2
+    c = tiny.get_config()
+    # each evaluation also records how often each sub-episode found a positive reward
+    assert all(0.0 <= r[f"eval/found_sub{k}"] <= 1.0 for r in eval_rows for k in range(c.K))
     # the reward head's sparse-reward diagnostics arrive as conditional means, not products
     assert {"wm/rewarded_frac", "wm/reward_pred_rewarded", "wm/reward_pred_unrewarded"} <= set(
         train_rows[-1]) and not any("_x_" in k for k in train_rows[-1])
@@ -56,7 +59,6 @@ def test_cli_writes_a_complete_run_folder(cli_run):
         for k, v in r.items():
             if isinstance(v, float):
                 assert np.isfinite(v), (k, v)
-    c = tiny.get_config()
     # frames are counted exactly: prefill + 3 rounds of num_envs * K * H
     assert train_rows[-1]["frames"] == (c.prefill + 3 * c.num_envs) * c.K * c.H
     assert train_rows[-1]["updates"] == 3 * 2
