@@ -195,8 +195,7 @@ def main():
         report["policies"][name]["critic"] = summarise_values(
             rollout, values, float(c.agent.discount), c.K, c.H)
         report["policies"][name]["behaviour"] = summarise_behaviour(
-            np.asarray(rollout.data["reward"]),
-            np.asarray(collect_lib.observed_sub_idx(rollout)), c.K)
+            np.asarray(rollout.rewards), np.asarray(rollout.sub_idx), c.K)
         traces[name] = (rollout, np.asarray(filtered), np.asarray(open_loop), values)
         print(name, json.dumps(report["policies"][name]), flush=True)
 

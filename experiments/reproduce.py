@@ -63,7 +63,7 @@ def final_evaluation(setup, run_state, num_tasks: int):
     tasks = trainer.sample_tasks(setup, HELD_OUT_SEED, num_tasks)
     key = jax.random.PRNGKey(HELD_OUT_SEED + 1)
     ev = trainer.compile_phases(setup).evaluate(run_state.train, tasks, key)
-    returns, reward, sub = (np.asarray(ev[k]) for k in ("returns", "reward", "sub_idx"))
+    returns, reward, sub = (np.asarray(ev[k]) for k in ("returns", "rewards", "transition_sub_idx"))
     if returns.ndim == 2:  # one seed: no seed axis
         returns, reward, sub = returns[None], reward[None], sub[None]
     K = setup.config.K
@@ -102,8 +102,7 @@ def scripted_evaluation(setup, num_tasks: int):
                                                         num_tasks, tasks=tasks))(
         jax.random.PRNGKey(HELD_OUT_SEED + 1))
     K = setup.config.K
-    behaviour = summarise_behaviour(np.asarray(rollout.data["reward"]),
-                                    np.asarray(collect_lib.observed_sub_idx(rollout)), K)
+    behaviour = summarise_behaviour(np.asarray(rollout.rewards), np.asarray(rollout.sub_idx), K)
     return np.asarray(collect_lib.sub_episode_returns(rollout, K)), behaviour  # [E, K], dict
 
 

@@ -81,10 +81,11 @@ MIN_STAGE=${MIN_STAGE:-330}  # compile (~220-240 s) + one round + the final eval
 # each seed's final agent (Figure-1 panels, reward and critic diagnostics, behaviour), written
 # into the results as inspect_<stage>_s<seed>_*: the agents themselves stay on the machine
 INSPECT_S=${INSPECT_S:-0}
+case $INSPECT_S in ''|*[!0-9]*) echo "INSPECT_S must be a whole number of seconds, not '$INSPECT_S'"; exit 2 ;; esac
 stage() {  # stage NAME VARIANT [reproduce args...]
   local name=$1 variant=$2; shift 2
   local L; L=$(left)
-  if [ "$L" -lt "$MIN_STAGE" ]; then echo "skip $name: ${L}s left"; return; fi
+  if [ "$L" -lt $((MIN_STAGE + INSPECT_S)) ]; then echo "skip $name: ${L}s left"; return; fi
   echo "== $name ($variant): up to ${L}s"
   # SIGTERM at L-60 s: the run checkpoints after its current round and reproduce still evaluates
   # what it has on the held-out tasks; SIGKILL 60 s later if that takes too long.
@@ -94,16 +95,19 @@ stage() {  # stage NAME VARIANT [reproduce args...]
   local rc=${PIPESTATUS[0]}
   cp /tmp/gpu_runs/"$name"/*/metrics.jsonl "$RES/${name}.metrics.jsonl" 2>/dev/null
   echo "== $name exit status $rc (124/137: stopped by the budget) at $(( $(date +%s) - T0 ))s"
-  if [ "$INSPECT_S" -gt 0 ]; then
-    local dir seed
-    dir=$(dirname "$(ls -d /tmp/gpu_runs/"$name"/*/config.json 2>/dev/null | head -n 1)")
-    for seed in 0 1 2; do
-      L=$(left)
-      if [ "$L" -lt 40 ] || [ ! -d "$dir/checkpoints" ]; then echo "no inspection of seed $seed: ${L}s left"; break; fi
-      timeout -k 10 $((L - 20)) $PY -m experiments.inspect_run --workdir="$dir" --seed_index=$seed \
-        --tasks=100 --out="$RES/inspect_${name}_s${seed}" 2>&1 | grep "^wrote\|Error" | tail -n 3
-    done
-  fi
+  if [ "$INSPECT_S" -gt 0 ]; then inspect "$name"; fi
+}
+inspect() {  # inspect NAME: experiments.inspect_run on each seed of the stage's newest run folder
+  local dir seeds seed end=$(( $(date +%s) + INSPECT_S ))
+  dir=$(ls -td /tmp/gpu_runs/"$1"/*/ 2>/dev/null | head -n 1)
+  if [ -z "$dir" ] || [ ! -d "$dir/checkpoints" ]; then echo "no inspection: $1 has no checkpointed run"; return; fi
+  seeds=$($PY -c "import json, sys; print(json.load(open(sys.argv[1]))['num_seeds'])" "$dir/config.json") || return
+  for seed in $(seq 0 $((seeds - 1))); do
+    L=$(( end - $(date +%s) ))
+    if [ "$L" -lt 20 ]; then echo "no inspection of seed $seed: INSPECT_S spent"; break; fi
+    timeout -k 10 "$L" $PY -m experiments.inspect_run --workdir="$dir" --seed_index="$seed" \
+      --tasks=100 --out="$RES/inspect_$1_s${seed}" 2>&1 | grep "^wrote\|Error" | tail -n 3
+  done
 }
 # STAGES picks and orders the stages, e.g. STAGES="dreamer tr0.1" after a lease that ran "mamba"
 STAGES=${STAGES:-"mamba dreamer tr0.1 wind"}
@@ -139,14 +143,21 @@ tar czf "$OUT/gpu_results.tgz" -C "$RES" . && tar tzvf "$OUT/gpu_results.tgz"
 # 16 MiB each and 64 MiB together (the device tool's limits), so the cache travels in 15 MiB
 # pieces and only if it fits beside gpu_results.tgz (OUT_LIMIT_MIB=63 in all, 1 MiB to spare)
 rm -f "$OUT"/xla_cache.tgz.part*
-tar czf /tmp/xla_cache.tgz -C "$JAX_COMPILATION_CACHE_DIR" .
 MIB=1048576
-ROOM=$(( ${OUT_LIMIT_MIB:-63} * MIB - $(stat -c %s "$OUT/gpu_results.tgz") ))
-SIZE=$(stat -c %s /tmp/xla_cache.tgz)
-if [ "$SIZE" -gt "$ROOM" ]; then
+RESULTS=$(stat -c %s "$OUT/gpu_results.tgz" 2>/dev/null || echo 0)
+if [ "$RESULTS" -gt $((16 * MIB)) ]; then
+  echo "warning: gpu_results.tgz is $(( RESULTS / MIB )) MiB, over the 16 MiB a file may have to come back"
+fi
+PACK=$(mktemp /tmp/xla_cache.XXXXXX.tgz)
+tar czf "$PACK" -C "$JAX_COMPILATION_CACHE_DIR" .
+ROOM=$(( ${OUT_LIMIT_MIB:-63} * MIB - RESULTS ))
+SIZE=$(stat -c %s "$PACK" 2>/dev/null || echo 0)
+if [ "$SIZE" -eq 0 ]; then
+  echo "compilation cache could not be packed"
+elif [ "$SIZE" -gt "$ROOM" ]; then
   echo "compilation cache too large to bring back ($(( SIZE / MIB )) MiB, room for $(( ROOM / MIB )) MiB): not packed"
 else
-  split -b 15M -a 1 /tmp/xla_cache.tgz "$OUT/xla_cache.tgz.part"
+  split -b 15M -a 1 "$PACK" "$OUT/xla_cache.tgz.part"
   echo "compilation cache: $(du -sh "$JAX_COMPILATION_CACHE_DIR" | cut -f1) in $(ls "$OUT"/xla_cache.tgz.part* | wc -l) piece(s)"
 fi
-rm -f /tmp/xla_cache.tgz
+rm -f "$PACK"

@@ -6,18 +6,24 @@ from __future__ import annotations
 import numpy as np
 
 
-def summarise_behaviour(reward: np.ndarray, sub_obs: np.ndarray, K: int) -> dict:
+def summarise_behaviour(reward: np.ndarray, sub_idx: np.ndarray, K: int) -> dict:
     """Does the policy search, and does it use what it found? Behaviour per sub-episode, from the
     rewards alone, so it applies to every task whose reward is positive only at the goal.
 
-    reward, sub_obs: [E, T]: the reward observed at step t and the sub-episode it belongs to
-    (``collect.observed_sub_idx``). "Found" means at least one positive reward in the
-    sub-episode; ``first_hit_step`` counts the sub-episode's steps up to and including the first
-    positive reward (1 = the first step). The explore-then-exploit signature is a first hit that
-    comes much sooner in sub-episodes 2..K than in sub-episode 1 on the tasks where sub-episode 1
-    found the goal (``*_given_found_first``), with a found rate close to 1 there.
+    reward, sub_idx: [E, T] per TRANSITION: the reward transition t produced and the sub-episode
+    it belongs to (``collect.Rollout.rewards`` / ``.sub_idx``; each sub-episode has H of them). Not
+    the observed layout of ``data['reward']``, which starts with the reset's 0 and lacks the last
+    transition. "Found" means at least one positive reward in the sub-episode;
+    ``first_hit_step`` counts the sub-episode's transitions up to and including the first positive
+    reward (1 = its first action was rewarded). For k >= 2, ``*_given_found_first`` are taken over
+    the tasks where sub-episode 1 found the reward (``first_hit_step_given_found_first`` also
+    needs sub-episode k to find it), ``*_given_missed_first`` over the others.
+    ``first_hit_speedup_later_vs_first``: over the sub-episodes k >= 2, the mean of
+    median(first hit in sub-episode 1) / median(first hit in sub-episode k) on the tasks found in
+    both. The explore-then-exploit signature is a speed-up well above 1 with found rates close
+    to 1 after a find in sub-episode 1.
     """
-    reward, sub_obs = np.asarray(reward, np.float64), np.asarray(sub_obs)
+    reward, sub_obs = np.asarray(reward, np.float64), np.asarray(sub_idx)
     pos = reward > 0
     found, first, ret = [], [], []
     for k in range(K):

@@ -241,11 +241,12 @@ def train(config, workdir: str, resume: bool = False, progress: bool = True,
         rec = {"frames": _i(run.frames), "updates": _i(run.updates),
                "eval/return_std": float(per_task.std(-1).mean()), "eval/seconds": time.time() - t0}
         metrics = {"eval/return": per_task.mean(-1)}
-        found = (ev["reward"] > 0)  # [(S,) E, T]: behaviour.summarise_behaviour's "found"
+        found = ev["rewards"] > 0  # [(S,) E, T], per transition (behaviour.summarise_behaviour)
+        sub = ev["transition_sub_idx"]
         for k in range(c.K):
             metrics[f"eval/return_sub{k}"] = returns[..., k].mean(-1)
             # share of tasks where sub-episode k meets a positive reward (search succeeds)
-            metrics[f"eval/found_sub{k}"] = (found & (ev["sub_idx"] == k)).any(-1).mean(-1)
+            metrics[f"eval/found_sub{k}"] = (found & (sub == k)).any(-1).mean(-1)
         rec.update(_flatten_seeds(metrics))
         memory.release_free_memory()
         rec.update(memory.rss_mb())

@@ -522,18 +522,18 @@ def evaluate(setup: Setup, train: TrainState, tasks, key) -> Dict[str, jax.Array
     """Deterministic policy on the given tasks.
 
     Returns: 'returns' [E, K] per-sub-episode returns, 'states' [E, T, obs_dim] observed states,
-    'reward' [E, T] the reward observed with each state, 'sub_idx' [E, T] the sub-episode each
-    observed state belongs to (the state observed at t is where transition t-1 ended, so it takes
-    that transition's index; the unobserved reset state of sub-episodes 2..K is not in 'states',
-    spec 3.2).
+    'sub_idx' [E, T] the sub-episode each observed state belongs to (the state observed at t is
+    where transition t-1 ended, so it takes that transition's index; the unobserved reset state
+    of sub-episodes 2..K is not in 'states', spec 3.2), and per transition t: 'rewards' [E, T]
+    its reward and 'transition_sub_idx' [E, T] its sub-episode (``behaviour``'s inputs).
     """
     n = jax.tree.leaves(tasks)[0].shape[0]
     policy = collect_lib.agent_policy(setup.agent, train, mode=True)
     carry = setup.agent.initial_carry(train, n)
     rollout, _ = collect_lib.collect(setup.meta, policy, carry, key, n, tasks=tasks)
     return {"returns": collect_lib.sub_episode_returns(rollout, setup.config.K),
-            "states": rollout.data["state"], "reward": rollout.data["reward"],
-            "sub_idx": collect_lib.observed_sub_idx(rollout)}
+            "states": rollout.data["state"], "sub_idx": collect_lib.observed_sub_idx(rollout),
+            "rewards": rollout.rewards, "transition_sub_idx": rollout.sub_idx}
 
 
 @dataclasses.dataclass(frozen=True)

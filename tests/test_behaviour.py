@@ -33,3 +33,29 @@ def test_behaviour_summary_counts_finds_first_hits_and_the_conditional_returns()
     assert never["sub_episodes"][0]["first_hit_step"] is None
     assert never["sub_episodes"][1]["found_rate_given_found_first"] is None
     assert never["first_hit_speedup_later_vs_first"] is None
+
+
+def test_scripted_search_on_the_point_robot_shows_the_signature():
+    """On real rollouts of the scripted explore-then-exploit policy (transition layout from
+    ``collect``): every sub-episode finds the goal, the later ones far sooner, and the
+    conditional returns add up to the per-sub-episode returns ``collect`` reports."""
+    import jax
+
+    from envs import scripted
+    from envs.meta import make_meta
+    from mamba_jax import collect as collect_lib
+
+    K, H, n = 3, 100, 16
+    meta = make_meta("point_robot", K=K, H=H)
+    policy, init = scripted.scripted_for("point_robot", meta)
+    rollout, _ = jax.jit(lambda k: collect_lib.collect(meta, policy, init(n), k, n))(
+        jax.random.PRNGKey(3))
+    b = summarise_behaviour(np.asarray(rollout.rewards), np.asarray(rollout.sub_idx), K)
+    returns = np.asarray(collect_lib.sub_episode_returns(rollout, K)).mean(0)  # [K]
+    for k, sub in enumerate(b["sub_episodes"]):
+        assert sub["found_rate"] == 1.0, k
+        if k:
+            assert sub["found_rate_given_found_first"] == 1.0
+            assert sub["return_given_found_first"] == pytest.approx(returns[k], rel=1e-5)
+            assert sub["first_hit_step"] < 0.6 * b["sub_episodes"][0]["first_hit_step"]
+    assert b["first_hit_speedup_later_vs_first"] > 1.5
