@@ -6,6 +6,12 @@ from __future__ import annotations
 import numpy as np
 
 
+def found_in(reward, sub_idx, k: int):
+    """Whether sub-episode ``k`` meets a positive reward: reward, sub_idx [..., T] per transition
+    (as in ``summarise_behaviour``) -> bool [...]. Works on any leading axes (tasks, seeds)."""
+    return ((np.asarray(reward) > 0) & (np.asarray(sub_idx) == k)).any(-1)
+
+
 def summarise_behaviour(reward: np.ndarray, sub_idx: np.ndarray, K: int) -> dict:
     """Does the policy search, and does it use what it found? Behaviour per sub-episode, from the
     rewards alone, so it applies to every task whose reward is positive only at the goal.
@@ -23,15 +29,15 @@ def summarise_behaviour(reward: np.ndarray, sub_idx: np.ndarray, K: int) -> dict
     both. The explore-then-exploit signature is a speed-up well above 1 with found rates close
     to 1 after a find in sub-episode 1.
     """
-    reward, sub_obs = np.asarray(reward, np.float64), np.asarray(sub_idx)
+    reward, sub = np.asarray(reward, np.float64), np.asarray(sub_idx)
     pos = reward > 0
     found, first, ret = [], [], []
     for k in range(K):
-        m = sub_obs == k
+        m = sub == k
         hits = pos & m
         step = np.cumsum(m, axis=1)  # 1-based step within sub-episode k (where m)
-        found.append(hits.any(1))
-        first.append(np.where(hits.any(1), np.where(hits, step, np.iinfo(np.int64).max).min(1),
+        found.append(found_in(reward, sub, k))
+        first.append(np.where(found[k], np.where(hits, step, np.iinfo(np.int64).max).min(1),
                               np.nan))
         ret.append((reward * m).sum(1))
 
@@ -45,7 +51,7 @@ def summarise_behaviour(reward: np.ndarray, sub_idx: np.ndarray, K: int) -> dict
     for k in range(K):
         row = {"found_rate": float(found[k].mean()),
                "first_hit_step": mean(first[k]),
-               "rewarded_steps": float((pos & (sub_obs == k)).sum(1).mean())}
+               "rewarded_steps": float((pos & (sub == k)).sum(1).mean())}
         if k > 0:
             row["found_rate_given_found_first"] = float(found[k][f0].mean()) if f0.any() else None
             row["found_rate_given_missed_first"] = float(found[k][~f0].mean()) if (~f0).any() else None

@@ -16,6 +16,7 @@ from typing import Any, Dict, Optional
 import jax
 import numpy as np
 
+from mamba_jax import behaviour
 from mamba_jax import checkpointing
 from mamba_jax import logger as logger_lib
 from mamba_jax import memory
@@ -241,12 +242,11 @@ def train(config, workdir: str, resume: bool = False, progress: bool = True,
         rec = {"frames": _i(run.frames), "updates": _i(run.updates),
                "eval/return_std": float(per_task.std(-1).mean()), "eval/seconds": time.time() - t0}
         metrics = {"eval/return": per_task.mean(-1)}
-        found = ev["rewards"] > 0  # [(S,) E, T], per transition (behaviour.summarise_behaviour)
-        sub = ev["transition_sub_idx"]
         for k in range(c.K):
             metrics[f"eval/return_sub{k}"] = returns[..., k].mean(-1)
             # share of tasks where sub-episode k meets a positive reward (search succeeds)
-            metrics[f"eval/found_sub{k}"] = (found & (sub == k)).any(-1).mean(-1)
+            metrics[f"eval/found_sub{k}"] = behaviour.found_in(
+                ev["rewards"], ev["transition_sub_idx"], k).mean(-1)  # [(S,) E] -> [(S,)]
         rec.update(_flatten_seeds(metrics))
         memory.release_free_memory()
         rec.update(memory.rss_mb())

@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from mamba_jax.behaviour import summarise_behaviour
+from mamba_jax.behaviour import found_in, summarise_behaviour
 
 
 def test_behaviour_summary_counts_finds_first_hits_and_the_conditional_returns():
-    # 3 meta-episodes, K=2 sub-episodes of 4 observed steps each
+    # 3 meta-episodes, K=2 sub-episodes of 4 transitions each
     sub = np.array([[0, 0, 0, 0, 1, 1, 1, 1]] * 3)
     r = np.zeros((3, 8))
     r[0, [2, 3]] = 1.0   # finds at step 3 of sub-episode 1 ...
@@ -29,6 +29,9 @@ def test_behaviour_summary_counts_finds_first_hits_and_the_conditional_returns()
     assert s1["return_given_missed_first"] == pytest.approx(1.0)
     # only task 0 found the goal in both: first hit at step 3, then at step 1
     assert b["first_hit_speedup_later_vs_first"] == pytest.approx(3.0)
+    # found_in works on any leading axes (here a seed axis of 2 over the 3 tasks)
+    np.testing.assert_array_equal(found_in(np.stack([r, 0 * r]), np.stack([sub, sub]), 1),
+                                  [[True, False, True], [False, False, False]])
     never = summarise_behaviour(np.zeros((2, 8)), sub[:2], K=2)
     assert never["sub_episodes"][0]["first_hit_step"] is None
     assert never["sub_episodes"][1]["found_rate_given_found_first"] is None
