@@ -31,7 +31,7 @@ def summarise_behaviour(reward: np.ndarray, sub_idx: np.ndarray, K: int) -> dict
     """
     reward, sub = np.asarray(reward, np.float64), np.asarray(sub_idx)
     pos = reward > 0
-    found, first, ret = [], [], []
+    found, first, ret, rewarded = [], [], [], []
     for k in range(K):
         m = sub == k
         hits = pos & m
@@ -40,6 +40,7 @@ def summarise_behaviour(reward: np.ndarray, sub_idx: np.ndarray, K: int) -> dict
         first.append(np.where(found[k], np.where(hits, step, np.iinfo(np.int64).max).min(1),
                               np.nan))
         ret.append((reward * m).sum(1))
+        rewarded.append(hits.sum(1))
 
     def mean(x):
         x = np.asarray(x, np.float64)
@@ -51,7 +52,7 @@ def summarise_behaviour(reward: np.ndarray, sub_idx: np.ndarray, K: int) -> dict
     for k in range(K):
         row = {"found_rate": float(found[k].mean()),
                "first_hit_step": mean(first[k]),
-               "rewarded_steps": float((pos & (sub == k)).sum(1).mean())}
+               "rewarded_steps": float(rewarded[k].mean())}
         if k > 0:
             row["found_rate_given_found_first"] = float(found[k][f0].mean()) if f0.any() else None
             row["found_rate_given_missed_first"] = float(found[k][~f0].mean()) if (~f0).any() else None
