@@ -104,13 +104,7 @@ def load_run(workdir: str, step: Optional[int] = None, with_replay: bool = False
     restored onto one device in its saved block layout. Raises ``FileNotFoundError`` (no config)
     or ``checkpointing.CheckpointError`` (no usable checkpoint).
     """
-    from ml_collections import ConfigDict
-
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} not found: {workdir} is not a run folder")
-    with open(path) as f:
-        config = ConfigDict(_tuples(json.load(f)))
+    config = load_config(workdir)
     setup = trainer.make_setup(config)
     run = jax.eval_shape(lambda: trainer.init_run_state(setup, config.seed))
     # explicit target shardings on this machine's devices (Orbax would otherwise use the saved ones)
@@ -133,6 +127,89 @@ def load_run(workdir: str, step: Optional[int] = None, with_replay: bool = False
     if not with_replay:
         restored = restored.replace(replay=None)
     return setup, restored, meta
+
+
+def load_config(workdir: str):
+    """The full config a run folder was started with (``<workdir>/config.json``)."""
+    from ml_collections import ConfigDict
+
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: {workdir} is not a run folder")
+    with open(path) as f:
+        return ConfigDict(_tuples(json.load(f)))
+
+
+def fork_run(src: str, dst: str, config, step: Optional[int] = None) -> Dict[str, Any]:
+    """Branches a run: the ``src`` checkpoint (latest or ``step``) becomes ``dst``'s under ``config``.
+
+    For one-change experiments from a point of a training run (e.g. continue round 98 with another
+    ``agent.behavior_batch_length``): everything in the checkpoint (parameters, optimiser states,
+    replay buffer, counters, RNG key) is kept, only the config changes, so the branch and the
+    original's own continuation differ by that change alone. ``config`` must give the same
+    checkpoint arrays (shapes and dtypes) as ``src``'s: a field that changes them (network
+    sizes, K, H, the variant's heads) is refused with a message naming the arrays. ``dst`` gets
+    ``config.json`` (the new config), the checkpoint, ``metrics.jsonl`` up to the fork point
+    (so curves continue) and ``fork.json`` (source, step, changed fields); ``train(config, dst,
+    resume=True)`` then continues it. ``src`` is only read; a ``dst`` that already holds
+    checkpoints is refused with nothing written.
+
+    Returns the ``fork.json`` record. Raises ``ValueError`` (incompatible config, no change,
+    existing ``dst`` run) or ``checkpointing.CheckpointError`` (no usable ``src`` checkpoint).
+    """
+    ckpt_dst = os.path.join(dst, "checkpoints")
+    if os.path.isdir(ckpt_dst) and os.listdir(ckpt_dst):
+        raise ValueError(f"{dst} already holds a run (checkpoints in {ckpt_dst}); choose another "
+                         "destination. Nothing was changed.")
+    src_config = load_config(src)
+    old, new = _flatten_config(src_config), _flatten_config(config)
+    changed = {k: {"from": old.get(k), "to": new.get(k)} for k in sorted(set(old) | set(new))
+               if old.get(k) != new.get(k)}
+    if not changed:
+        raise ValueError(f"the fork's config equals {src}'s: nothing to branch")
+    setup = trainer.make_setup(config)  # validates the new config
+    src_setup, state, meta = load_run(src, step, with_replay=True)
+    if config.checkpoint_replay and src_setup.replay_shards != setup.replay_shards:
+        raise ValueError(f"{src} holds a replay buffer split over {src_setup.replay_shards} "
+                         f"devices; fork it on as many devices (here: {setup.replay_shards})")
+    state = _checkpoint_state(state, config.checkpoint_replay)
+    abstract = _checkpoint_state(
+        jax.eval_shape(lambda: trainer.init_run_state(setup, config.seed)), config.checkpoint_replay)
+    want = {jax.tree_util.keystr(p): (x.shape, x.dtype)
+            for p, x in jax.tree_util.tree_leaves_with_path(abstract)}
+    have = {jax.tree_util.keystr(p): (x.shape, x.dtype)
+            for p, x in jax.tree_util.tree_leaves_with_path(state)}
+    if want != have:
+        diff = [f"{k}: {have.get(k, 'absent')} in {src}, {want.get(k, 'absent')} under the new "
+                "config" for k in sorted(set(want) | set(have)) if want.get(k) != have.get(k)]
+        raise ValueError(f"the changed fields ({', '.join(changed)}) change the checkpoint's "
+                         f"arrays, so {src} cannot be continued under them; {len(diff)} differ, "
+                         "e.g. " + "; ".join(diff[:3]))
+    record = {"src": os.path.abspath(src), "step": int(meta["rounds"]),
+              "updates": int(meta["updates"]), "frames": int(meta["frames"]), "changed": changed}
+    os.makedirs(dst, exist_ok=True)
+    with open(os.path.join(dst, "config.json"), "w") as f:
+        f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+    rows_path = os.path.join(src, "metrics.jsonl")
+    if os.path.exists(rows_path):
+        with open(rows_path) as f, open(os.path.join(dst, "metrics.jsonl"), "w") as out:
+            for line in f:
+                if line.strip() and json.loads(line).get("updates", 0) <= record["updates"]:
+                    out.write(line)
+    manager = checkpointing.make_manager(ckpt_dst, config.keep_checkpoints)
+    try:
+        checkpointing.save(manager, record["step"], state, dict(
+            meta, fingerprint=checkpointing.fingerprint_of(config, setup.replay_shards),
+            forked_from=record, time=time.time()))
+    finally:
+        manager.close()
+    with open(os.path.join(dst, "fork.json"), "w") as f:
+        json.dump(record, f, indent=2, default=str)
+    return record
+
+
+def _flatten_config(config) -> Dict[str, Any]:
+    return checkpointing._flatten(json.loads(config.to_json_best_effort()))
 
 
 def _abstract_replay(setup, config, shards: int):

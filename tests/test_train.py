@@ -224,6 +224,49 @@ def test_load_run_restores_the_trained_state(cli_run):
         run.load_run(os.path.dirname(workdir))
 
 
+def test_fork_continues_a_checkpoint_under_a_changed_config(cli_run, tmp_path):
+    workdir, _ = cli_run
+    before = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
+    config = run.load_config(workdir)
+    batch = config.agent.behavior_batch_length
+    config.agent.behavior_batch_length = batch // 2
+    dst = str(tmp_path / "fork")
+    record = run.fork_run(workdir, dst, config)
+    assert record["changed"] == {"agent.behavior_batch_length": {"from": batch, "to": batch // 2}}
+    assert record["step"] == 3 and record["updates"] == 6
+    # the branch holds the source's state (replay and RNG included) under the new fingerprint
+    _, a, _ = run.load_run(workdir, with_replay=True)
+    setup, b, meta = run.load_run(dst, with_replay=True)
+    assert setup.config.agent.behavior_batch_length == batch // 2
+    assert meta["forked_from"]["step"] == 3
+    for x, y in zip(jax.tree.leaves(jax.device_get(a)), jax.tree.leaves(jax.device_get(b))):
+        np.testing.assert_array_equal(x, y)
+    rows = [json.loads(line) for line in open(os.path.join(dst, "metrics.jsonl"))]
+    assert rows and max(r.get("updates", 0) for r in rows) == 6
+    # refusals name the problem and write nothing
+    with pytest.raises(ValueError, match="already holds a run"):
+        run.fork_run(workdir, dst, config)
+    with pytest.raises(ValueError, match="nothing to branch"):
+        run.fork_run(workdir, str(tmp_path / "same"), run.load_config(workdir))
+    wider = run.load_config(workdir)
+    wider.agent.actor_units *= 2
+    with pytest.raises(ValueError, match="agent.actor_units.*change the checkpoint's arrays"):
+        run.fork_run(workdir, str(tmp_path / "wider"), wider)
+    assert not os.path.exists(tmp_path / "same") and not os.path.exists(tmp_path / "wider")
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == before
+
+
+def test_fork_cli_refuses_method_changes(cli_run, tmp_path):
+    from experiments import fork_run
+
+    workdir, _ = cli_run
+    assert fork_run.main([f"--src={workdir}", f"--dst={tmp_path / 'f'}",
+                          "--set=variant=dreamer"]) == 2
+    assert fork_run.main([f"--src={tmp_path}", f"--dst={tmp_path / 'g'}",
+                          "--set=seed=2"]) == 2  # not a run folder
+    assert not os.path.exists(tmp_path / "f") and not os.path.exists(tmp_path / "g")
+
+
 def test_summary_reports_peak_memory(cli_run):
     workdir, _ = cli_run
     summary = json.load(open(os.path.join(workdir, "summary.json")))
