@@ -7,7 +7,8 @@
 A one-change experiment from the middle of a run: the branch keeps the checkpoint's parameters,
 optimiser states, replay buffer, counters and RNG key, so it and the original's own continuation
 differ only by the ``--set`` fields. Fields that change the checkpoint's arrays (network sizes, K,
-H, a variant's heads) are refused with the arrays named. ``--src`` is only read.
+H) are refused with the arrays named; changes that only leave arrays unused (no window heads:
+``--set=agent.reconstruction_window=0``) need ``--drop_unused``. ``--src`` is only read.
 
 Continue the branch with ``experiments.reproduce``, given the same ``--set`` flags and a
 ``--workdir`` in which its run folder is ``--dst`` (it names them
@@ -38,6 +39,9 @@ def main(argv=None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="config change of the branch (repeatable), e.g. "
                         "--set=agent.behavior_batch_length=64")
+    p.add_argument("--drop_unused", action="store_true",
+                   help="allow changes that leave checkpoint arrays unused (e.g. "
+                        "--set=agent.reconstruction_window=0 drops the window heads)")
     args = p.parse_args(argv)
     if not args.set:
         p.error("give at least one --set=FIELD=VALUE: a fork without a change is a copy")
@@ -53,7 +57,7 @@ def main(argv=None) -> int:
             return 2
     apply_overrides(config, args.set)
     try:
-        record = run_lib.fork_run(args.src, args.dst, config, args.step)
+        record = run_lib.fork_run(args.src, args.dst, config, args.step, args.drop_unused)
     except (ValueError, checkpointing.CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -140,7 +140,8 @@ def load_config(workdir: str):
         return ConfigDict(_tuples(json.load(f)))
 
 
-def fork_run(src: str, dst: str, config, step: Optional[int] = None) -> Dict[str, Any]:
+def fork_run(src: str, dst: str, config, step: Optional[int] = None,
+             drop_unused: bool = False) -> Dict[str, Any]:
     """Branches a run: the ``src`` checkpoint (latest or ``step``) becomes ``dst``'s under ``config``.
 
     For one-change experiments from a point of a training run (e.g. continue round 98 with another
@@ -148,7 +149,9 @@ def fork_run(src: str, dst: str, config, step: Optional[int] = None) -> Dict[str
     replay buffer, counters, RNG key) is kept, only the config changes, so the branch and the
     original's own continuation differ by that change alone. ``config`` must give the same
     checkpoint arrays (shapes and dtypes) as ``src``'s: a field that changes them (network
-    sizes, K, H, the variant's heads) is refused with a message naming the arrays. ``dst`` gets
+    sizes, K, H) is refused with a message naming the arrays. A change that only leaves arrays
+    unused (``agent.reconstruction_window=0`` drops the window heads and their optimiser moments)
+    needs ``drop_unused=True``; the dropped paths are recorded. ``dst`` gets
     ``config.json`` (the new config), the checkpoint, ``metrics.jsonl`` up to the fork point
     (so curves continue) and ``fork.json`` (source, step, changed fields); ``train(config, dst,
     resume=True)`` then continues it. ``src`` is only read; a ``dst`` that already holds
@@ -175,18 +178,26 @@ def fork_run(src: str, dst: str, config, step: Optional[int] = None) -> Dict[str
     state = _checkpoint_state(state, config.checkpoint_replay)
     abstract = _checkpoint_state(
         jax.eval_shape(lambda: trainer.init_run_state(setup, config.seed)), config.checkpoint_replay)
-    want = {jax.tree_util.keystr(p): (x.shape, x.dtype)
-            for p, x in jax.tree_util.tree_leaves_with_path(abstract)}
-    have = {jax.tree_util.keystr(p): (x.shape, x.dtype)
-            for p, x in jax.tree_util.tree_leaves_with_path(state)}
-    if want != have:
-        diff = [f"{k}: {have.get(k, 'absent')} in {src}, {want.get(k, 'absent')} under the new "
-                "config" for k in sorted(set(want) | set(have)) if want.get(k) != have.get(k)]
+    leaves = {jax.tree_util.keystr(p): x for p, x in jax.tree_util.tree_leaves_with_path(state)}
+    paths, treedef = jax.tree_util.tree_flatten_with_path(abstract)
+    want = {jax.tree_util.keystr(p): (x.shape, x.dtype) for p, x in paths}
+    have = {k: (x.shape, x.dtype) for k, x in leaves.items()}
+    diff = [f"{k}: {have.get(k, 'absent')} in {src}, {v} under the new config"
+            for k, v in want.items() if have.get(k) != v]
+    dropped = sorted(set(have) - set(want))
+    if diff:
         raise ValueError(f"the changed fields ({', '.join(changed)}) change the checkpoint's "
                          f"arrays, so {src} cannot be continued under them; {len(diff)} differ, "
                          "e.g. " + "; ".join(diff[:3]))
+    if dropped and not drop_unused:
+        raise ValueError(f"under the changed fields ({', '.join(changed)}) {len(dropped)} arrays "
+                         f"of {src} are unused (e.g. {'; '.join(dropped[:3])}); pass "
+                         "drop_unused=True (--drop_unused) to branch without them")
+    state = jax.tree_util.tree_unflatten(treedef, [leaves[jax.tree_util.keystr(p)]
+                                                   for p, _ in paths])
     record = {"src": os.path.abspath(src), "step": int(meta["rounds"]),
-              "updates": int(meta["updates"]), "frames": int(meta["frames"]), "changed": changed}
+              "updates": int(meta["updates"]), "frames": int(meta["frames"]), "changed": changed,
+              "dropped_arrays": dropped}
     os.makedirs(dst, exist_ok=True)
     with open(os.path.join(dst, "config.json"), "w") as f:
         f.write(config.to_json_best_effort(indent=2, sort_keys=True))

@@ -253,6 +253,16 @@ def test_fork_continues_a_checkpoint_under_a_changed_config(cli_run, tmp_path):
     with pytest.raises(ValueError, match="agent.actor_units.*change the checkpoint's arrays"):
         run.fork_run(workdir, str(tmp_path / "wider"), wider)
     assert not os.path.exists(tmp_path / "same") and not os.path.exists(tmp_path / "wider")
+    # MAMBA without its window heads: their parameters and Adam moments are left out, on request
+    plain = run.load_config(workdir)
+    plain.agent.reconstruction_window = 0
+    with pytest.raises(ValueError, match="unused.*drop_unused"):
+        run.fork_run(workdir, str(tmp_path / "plain"), plain)
+    record = run.fork_run(workdir, str(tmp_path / "plain"), plain, drop_unused=True)
+    assert record["dropped_arrays"] and all("multi" in k for k in record["dropped_arrays"])
+    _, c, _ = run.load_run(str(tmp_path / "plain"))
+    assert not any("multi" in jax.tree_util.keystr(p)
+                   for p, _ in jax.tree_util.tree_leaves_with_path(c.train.params))
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == before
 
 
