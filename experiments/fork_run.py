@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--src", required=True, help="run folder to branch from (only read)")
-    p.add_argument("--dst", required=True, help="new run folder (must not hold checkpoints)")
+    p.add_argument("--dst", required=True, help="new run folder (must not exist or be empty)")
     p.add_argument("--step", type=int, default=None, help="checkpoint (round) to branch at; "
                    "default: the latest")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",

@@ -154,16 +154,16 @@ def fork_run(src: str, dst: str, config, step: Optional[int] = None,
     needs ``drop_unused=True``; the dropped paths are recorded. ``dst`` gets
     ``config.json`` (the new config), the checkpoint, ``metrics.jsonl`` up to the fork point
     (so curves continue) and ``fork.json`` (source, step, changed fields); ``train(config, dst,
-    resume=True)`` then continues it. ``src`` is only read; a ``dst`` that already holds
-    checkpoints is refused with nothing written.
+    resume=True)`` then continues it. ``src`` is only read; a ``dst`` that is not empty is refused
+    with nothing written.
 
     Returns the ``fork.json`` record. Raises ``ValueError`` (incompatible config, no change,
     existing ``dst`` run) or ``checkpointing.CheckpointError`` (no usable ``src`` checkpoint).
     """
     ckpt_dst = os.path.join(dst, "checkpoints")
-    if os.path.isdir(ckpt_dst) and os.listdir(ckpt_dst):
-        raise ValueError(f"{dst} already holds a run (checkpoints in {ckpt_dst}); choose another "
-                         "destination. Nothing was changed.")
+    if os.path.isdir(dst) and os.listdir(dst):
+        raise ValueError(f"{dst} already holds files (a run?); a fork starts a new run folder: "
+                         "choose another destination. Nothing was changed.")
     src_config = load_config(src)
     old, new = _flatten_config(src_config), _flatten_config(config)
     changed = {k: {"from": old.get(k), "to": new.get(k)} for k in sorted(set(old) | set(new))

@@ -244,7 +244,7 @@ def test_fork_continues_a_checkpoint_under_a_changed_config(cli_run, tmp_path):
     rows = [json.loads(line) for line in open(os.path.join(dst, "metrics.jsonl"))]
     assert rows and max(r.get("updates", 0) for r in rows) == 6
     # refusals name the problem and write nothing
-    with pytest.raises(ValueError, match="already holds a run"):
+    with pytest.raises(ValueError, match="already holds files"):
         run.fork_run(workdir, dst, config)
     with pytest.raises(ValueError, match="nothing to branch"):
         run.fork_run(workdir, str(tmp_path / "same"), run.load_config(workdir))
