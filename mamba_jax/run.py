@@ -171,10 +171,11 @@ def fork_run(src: str, dst: str, config, step: Optional[int] = None,
     if not changed:
         raise ValueError(f"the fork's config equals {src}'s: nothing to branch")
     setup = trainer.make_setup(config)  # validates the new config
-    src_setup, state, meta = load_run(src, step, with_replay=True)
-    if config.checkpoint_replay and src_setup.replay_shards != setup.replay_shards:
-        raise ValueError(f"{src} holds a replay buffer split over {src_setup.replay_shards} "
-                         f"devices; fork it on as many devices (here: {setup.replay_shards})")
+    _, state, meta = load_run(src, step, with_replay=True)
+    saved_shards = int(meta.get("fingerprint", {}).get("replay_shards", 1))
+    if config.checkpoint_replay and saved_shards != setup.replay_shards:
+        raise ValueError(f"{src} holds a replay buffer split over {saved_shards} devices; fork "
+                         f"it on as many devices (here: {setup.replay_shards})")
     state = _checkpoint_state(state, config.checkpoint_replay)
     abstract = _checkpoint_state(
         jax.eval_shape(lambda: trainer.init_run_state(setup, config.seed)), config.checkpoint_replay)
