@@ -67,12 +67,18 @@ def _canonical(fp: Dict[str, Any]) -> Dict[str, Any]:
     return fp
 
 
+def diff_fields(a: Dict[str, Any], b: Dict[str, Any]) -> Dict[str, Tuple[Any, Any]]:
+    """``{dotted field: (value in a, value in b)}`` for every field of two nested dicts that
+    differs, sorted by field; a field missing on one side reads ``"<absent>"`` there."""
+    a, b = _flatten(a), _flatten(b)
+    return {k: (a.get(k, _ABSENT), b.get(k, _ABSENT)) for k in sorted(set(a) | set(b))
+            if a.get(k, _ABSENT) != b.get(k, _ABSENT)}
+
+
 def _diff_fingerprints(saved: Dict[str, Any], current: Dict[str, Any]) -> list[str]:
     """``field: checkpoint=... now=...`` for every (dotted) field that differs."""
-    saved, current = _flatten(_canonical(saved)), _flatten(_canonical(current))
-    keys = sorted(set(saved) | set(current))
-    return [f"{k}: checkpoint={saved.get(k, _ABSENT)!r} now={current.get(k, _ABSENT)!r}"
-            for k in keys if saved.get(k, _ABSENT) != current.get(k, _ABSENT)]
+    return [f"{k}: checkpoint={old!r} now={new!r}"
+            for k, (old, new) in diff_fields(_canonical(saved), _canonical(current)).items()]
 
 
 def restore(manager: ocp.CheckpointManager, abstract_state: Any,

@@ -164,10 +164,9 @@ def fork_run(src: str, dst: str, config, step: Optional[int] = None,
     if os.path.isdir(dst) and os.listdir(dst):
         raise ValueError(f"{dst} already holds files (a run?); a fork starts a new run folder: "
                          "choose another destination. Nothing was changed.")
-    src_config = load_config(src)
-    old, new = _flatten_config(src_config), _flatten_config(config)
-    changed = {k: {"from": old.get(k), "to": new.get(k)} for k in sorted(set(old) | set(new))
-               if old.get(k) != new.get(k)}
+    as_dict = lambda c: json.loads(c.to_json_best_effort())
+    changed = {k: {"from": a, "to": b} for k, (a, b) in
+               checkpointing.diff_fields(as_dict(load_config(src)), as_dict(config)).items()}
     if not changed:
         raise ValueError(f"the fork's config equals {src}'s: nothing to branch")
     setup = trainer.make_setup(config)  # validates the new config
@@ -218,10 +217,6 @@ def fork_run(src: str, dst: str, config, step: Optional[int] = None,
     with open(os.path.join(dst, "fork.json"), "w") as f:
         json.dump(record, f, indent=2, default=str)
     return record
-
-
-def _flatten_config(config) -> Dict[str, Any]:
-    return checkpointing._flatten(json.loads(config.to_json_best_effort()))
 
 
 def _abstract_replay(setup, config, shards: int):

@@ -491,3 +491,11 @@ def test_checkpoint_fingerprints_name_nested_fields_and_accept_older_runs():
     assert checkpointing._diff_fingerprints(older, checkpointing.fingerprint_of(c)) == [
         "agent.model_lr: checkpoint=0.0001 now=0.0003",
         "env_kwargs.goal_radius: checkpoint=0.2 now=0.5"]
+
+
+def test_diff_fields_names_dotted_fields_and_absent_ones():
+    a = {"K": 3, "agent": {"lr": 1e-4, "units": 128}}
+    b = {"K": 3, "agent": {"lr": 3e-4, "depth": 2}}
+    assert checkpointing.diff_fields(a, b) == {
+        "agent.depth": ("<absent>", 2), "agent.lr": (1e-4, 3e-4), "agent.units": (128, "<absent>")}
+    assert checkpointing.diff_fields(a, a) == {}
