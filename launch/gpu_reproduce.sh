@@ -12,7 +12,9 @@
 #   2. the same for vanilla Dreamer
 #   3. diagnostic (not the official config): MAMBA with train_ratio 0.1 (10x the updates per frame)
 #   4. Point Robot + Wind, MAMBA, 3 seeds (runs only if the budget leaves time for it)
-# (STAGES="..." picks others: dreamer_tr0.1, vanilla Dreamer at train ratio 0.1; radius0.5 /
+# (STAGES="..." picks others: dreamer_tr0.1, vanilla Dreamer at train ratio 0.1; window_tr0.1 /
+# start64_tr0.1, MAMBA at that ratio with 64-step training chunks / with only its imagination
+# starts drawn from a belief restarted every 64 steps; radius0.5 /
 # radius0.5_dreamer, the official config with a goal disc of radius 0.5, a diagnostic of reward
 # sparsity; h10, imagination horizon 10 instead of 2; dense / dense_tr0.1, positive controls with
 # the dense reward 1 - d, official / 10x train ratio; escape / rooms, Escape Room and Rooms-3 at
@@ -118,6 +120,12 @@ for s in $STAGES; do
     tr0.1) stage point_robot_gpu_mamba_tr0.1 mamba --set=train_ratio=0.1 ;;
     # vanilla Dreamer at the same 10x ratio: the MAMBA-vs-Dreamer comparison where MAMBA learns
     dreamer_tr0.1) stage point_robot_gpu_dreamer_tr0.1 dreamer --set=train_ratio=0.1 ;;
+    # which of the 64-step chunks' two effects helps MAMBA at 10x (docs/results.md, sessions 18-19):
+    # chunks for everything (window), or whole-meta-episode world-model training with imagination
+    # starts from a belief restarted every 64 steps (start64)
+    window_tr0.1) stage point_robot_gpu_window_tr0.1 mamba --set=train_ratio=0.1 --set=sequence=window ;;
+    start64_tr0.1) stage point_robot_gpu_start64_tr0.1 mamba --set=train_ratio=0.1 \
+      --set=agent.start_context=64 ;;
     # diagnostic: the official config on a less sparse reward (goal disc radius 0.5 instead of 0.2)
     radius0.5) stage point_robot_gpu_mamba_radius0.5 mamba --set=env_kwargs.goal_radius=0.5 ;;
     radius0.5_dreamer) stage point_robot_gpu_dreamer_radius0.5 dreamer --set=env_kwargs.goal_radius=0.5 ;;
@@ -135,7 +143,7 @@ for s in $STAGES; do
     # the other 2D tasks at their official configs, as far as the budget goes
     escape) stage escape_room_gpu_mamba mamba --task=escape_room ;;
     rooms) stage rooms_gpu_mamba mamba --task=rooms ;;
-    *) echo "unknown stage $s (mamba dreamer tr0.1 dreamer_tr0.1 radius0.5 radius0.5_dreamer h10 wind dense dense_tr0.1 escape rooms)"; exit 2 ;;
+    *) echo "unknown stage $s (mamba dreamer tr0.1 dreamer_tr0.1 window_tr0.1 start64_tr0.1 radius0.5 radius0.5_dreamer h10 wind dense dense_tr0.1 escape rooms)"; exit 2 ;;
   esac
 done
 tar czf "$OUT/gpu_results.tgz" -C "$RES" . && tar tzvf "$OUT/gpu_results.tgz"

@@ -22,7 +22,7 @@ import optax
 
 from mamba_jax import rssm as rssm_lib
 from mamba_jax.actor_critic import ActorCritic, slow_update
-from mamba_jax.config import validate
+from mamba_jax.config import start_context, validate
 from mamba_jax.world_model import WorldModel
 
 Carry = Any  # ({'deter': [N, D], 'stoch': [N, S, C]}, prev_action [N, A])
@@ -108,9 +108,11 @@ class Agent:
         """First half of ``train_step``: the world-model gradient step.
 
         Returns ``{'params', 'opt_state'}`` (the updated world model and its optimiser state),
-        ``'post'`` (posterior states, leaves [B, T, ...]), ``'wm_horizon'`` (int32 [], clipped to
-        [1, T]) and ``'metrics'`` (world-model losses and gradient norm). Only the world model's
-        parameters and optimiser state of ``state`` are read."""
+        ``'post'`` (posterior states, leaves [B, T, ...]: the training pass's, or with
+        ``agent.start_context`` = L > 0 those of ``WorldModel.chunk_posteriors``),
+        ``'wm_horizon'`` (int32 [], clipped to [1, T]) and ``'metrics'`` (world-model losses and
+        gradient norm). Only the world model's parameters and optimiser state of ``state`` are
+        read."""
         k_wm, _, _ = jax.random.split(key, 3)
         params = state.params['wm']
         t = batch['reward'].shape[1]
@@ -118,6 +120,10 @@ class Agent:
         (_, (post, metrics)), g_wm = jax.value_and_grad(self.wm.loss, has_aux=True)(
             params, batch, k_wm, wm_horizon, noise_steps)
         upd, opt_wm = self.optimizers['wm'].update(g_wm, state.opt_state['wm'], params)
+        every = start_context(self.config)
+        if every:  # imagination starts from a short-belief pass (pre-update model, like post)
+            post = self.wm.chunk_posteriors(params, batch, jax.random.fold_in(k_wm, 1), every,
+                                            noise_steps)
         metrics = dict(metrics)
         metrics['grad_norm/wm'] = optax.tree.norm(g_wm)
         metrics['wm/horizon'] = wm_horizon.astype(jnp.float32)

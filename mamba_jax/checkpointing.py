@@ -15,6 +15,7 @@ import jax
 import orbax.checkpoint as ocp
 
 import envs
+from mamba_jax.config import ADDED_LATER
 
 FORMAT_VERSION = 1
 
@@ -59,11 +60,15 @@ def _flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
 def _canonical(fp: Dict[str, Any]) -> Dict[str, Any]:
     """A fingerprint in the form this code stores and compares: every environment option resolved
     to its value (checkpoints written before env_kwargs listed the defaults stored only the
-    overrides) and the performance-only agent fields dropped."""
+    overrides), agent fields added later filled in with what an older config meant
+    (``config.ADDED_LATER``) and the performance-only agent fields dropped."""
     fp = dict(fp)
     fp["env_kwargs"] = envs.resolve_options(fp.get("env_name"), dict(fp.get("env_kwargs") or {}))
-    fp["agent"] = {k: v for k, v in (fp.get("agent") or {}).items()
-                   if k not in PERFORMANCE_ONLY_AGENT_FIELDS}
+    agent = {k: v for k, v in (fp.get("agent") or {}).items()
+             if k not in PERFORMANCE_ONLY_AGENT_FIELDS}
+    # a field added later reads as its old meaning where a checkpoint predates it
+    fp["agent"] = {**{k: v for k, v in ADDED_LATER.items()
+                      if k not in PERFORMANCE_ONLY_AGENT_FIELDS}, **agent}
     return fp
 
 

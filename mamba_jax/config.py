@@ -70,6 +70,10 @@ def _official() -> ml_collections.ConfigDict:
     c.behavior_batch_length = 512
     c.reconstruction_window = 3
     c.multi_head_pairing = 'official_tiled'  # or 'aligned'
+    # imagination starts: 0 = the training pass's posteriors (MAMBA and DreamerV3); L > 0 = a
+    # diagnostic: starts from a second, gradient-free posterior pass over the same sequences with
+    # the belief restarted every L steps (see Agent.chunk_posteriors)
+    c.start_context = 0
     # behaviour (spec 6)
     c.imag_horizon = 10
     c.discount = 0.997
@@ -141,16 +145,25 @@ class FieldError(ValueError):
         self.field, self.msg = field, msg
 
 
+# Agent fields added after run folders were first saved, with the value an older config means.
+ADDED_LATER = {'scan_remat': 'none', 'start_context': 0}
+
+
 def scan_remat(c) -> str:
     """``c.scan_remat``; 'none' for configs saved before the field existed (older run folders)."""
-    return c.get('scan_remat', 'none')
+    return c.get('scan_remat', ADDED_LATER['scan_remat'])
+
+
+def start_context(c) -> int:
+    """``c.start_context``; 0 for configs saved before the field existed (older run folders)."""
+    return c.get('start_context', ADDED_LATER['start_context'])
 
 
 def validate(c: ml_collections.ConfigDict) -> None:
     """Refuse settings the implementation does not support (``FieldError`` naming the field)."""
     def check(ok, field, msg):
         if not ok:
-            value = scan_remat(c) if field == 'scan_remat' else c[field]
+            value = c.get(field, ADDED_LATER.get(field))
             raise FieldError(field, f'{msg}, got {value!r}')
 
     check(c.reconstruction_window >= 0 and (c.reconstruction_window == 0
@@ -165,4 +178,5 @@ def validate(c: ml_collections.ConfigDict) -> None:
           "must be 'float32' or 'bfloat16'")
     check(scan_remat(c) in ('none', 'dots', 'nothing'), 'scan_remat',
           "must be 'none', 'dots' or 'nothing'")
+    check(start_context(c) >= 0, 'start_context', 'must be >= 0 (0 = the training posteriors)')
     check(c.imag_horizon >= 2, 'imag_horizon', 'must be >= 2 (one lambda-return target)')

@@ -170,6 +170,22 @@ class WorldModel:
         """Continue probability sigmoid(logit): [..., F] -> [...]."""
         return jax.nn.sigmoid(self.apply_head(params, 'cont', feat)[..., 0])
 
+    def chunk_posteriors(self, params, batch: dict, key: jax.Array, every: int,
+                         noise_steps: int | None = None) -> rssm_lib.State:
+        """Posteriors [B, T] (detached) of a second pass over ``batch`` whose belief is restarted
+        from the initial state every ``every`` steps, at a random phase per sequence (and at
+        ``is_first``), so no belief holds more than ``every`` steps of history: the imagination
+        starts of ``agent.start_context`` (a diagnostic; MAMBA and DreamerV3 start from the
+        training pass's posteriors). batch: as in ``loss``."""
+        b, t = batch['is_first'].shape
+        k_phase, k_obs = jax.random.split(key)
+        restart = restart_mask(batch['is_first'], jax.random.randint(k_phase, (b,), 0, every), every)
+        c = self.config
+        post, _, _ = rssm_lib.observe(
+            self.rssm, params['rssm'], self.embed(params, batch), batch['action'], restart, k_obs,
+            unroll=c.scan_unroll, remat=config_lib.scan_remat(c), noise_steps=noise_steps)
+        return jax.lax.stop_gradient(post)
+
     # --------------------------------------------------------------- loss
     def loss(self, params, batch: dict, key: jax.Array, wm_horizon: jax.Array,
              noise_steps: int | None = None) -> tuple[jax.Array, tuple[rssm_lib.State, dict]]:
@@ -275,6 +291,13 @@ class WorldModel:
         logp = -jax.nn.softplus(-logit) * y - jax.nn.softplus(logit) * (1.0 - y)
         out[f'{prefix}cont'] = mean(-logp)
         return out, logits
+
+
+def restart_mask(is_first: jax.Array, phase: jax.Array, every: int) -> jax.Array:
+    """is_first [B, T] bool, phase int [B] in [0, every) -> [B, T] bool: True at is_first and at
+    every step t with (t - phase) mod every == 0."""
+    t = jnp.arange(is_first.shape[1])[None, :]
+    return is_first.astype(bool) | ((t - phase[:, None]) % every == 0)
 
 
 def reward_hit_products(pred: jax.Array, reward: jax.Array) -> dict:

@@ -160,3 +160,25 @@ def test_optimizers_use_each_parts_learning_rate():
         upd, _ = opts[name].update(grad, opts[name].init(params), params)
         # Adam's first step moves every coordinate by ~lr against the gradient's sign
         np.testing.assert_allclose(upd['x'], [-lr, lr], rtol=1e-3)
+
+
+def test_start_context_draws_the_starts_from_a_short_belief_pass():
+    """agent.start_context = L: the world-model step is unchanged, the actor-critic half starts
+    imagination from WorldModel.chunk_posteriors (belief restarted every L steps)."""
+    base = Agent(agent_config('tiny', model_lr=1e-3), obs_dim=OBS, action_dim=A, discrete=False)
+    short = Agent(agent_config('tiny', model_lr=1e-3, start_context=4), obs_dim=OBS, action_dim=A,
+                  discrete=False)
+    state = base.init(jax.random.key(0))
+    batch, key, wm_h = make_batch(2), jax.random.key(6), jnp.int32(T)
+    out0 = tjit(base.wm_update)(state, batch, key, wm_h)
+    out1 = tjit(short.wm_update)(state, batch, key, wm_h)
+    chex.assert_trees_all_equal(out0['params'], out1['params'])  # same world-model step
+    k_wm = jax.random.split(key, 3)[0]
+    expect = base.wm.chunk_posteriors(state.params['wm'], batch, jax.random.fold_in(k_wm, 1), 4)
+    chex.assert_trees_all_close(out1['post'], expect, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(out0['post']['deter'], out1['post']['deter'])
+    new, metrics = tjit(short.ac_update)(state, out1, key)
+    assert all(np.isfinite(v) for v in jax.tree.leaves(metrics))
+    assert int(new.step) == 1
+    with pytest.raises(ValueError, match='start_context'):
+        agent_config('tiny', start_context=-1)

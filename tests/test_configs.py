@@ -102,16 +102,19 @@ def test_unknown_variant_and_bad_values_name_the_field():
 
 
 def test_configs_saved_before_scan_remat_and_horizon_buckets_still_validate():
-    """Run folders written before ``agent.scan_remat`` / ``wm_horizon_bucket`` existed load with
-    the behaviour they were trained with (no rematerialisation, whole-sequence updates)."""
+    """Run folders written before ``agent.scan_remat`` / ``agent.start_context`` /
+    ``wm_horizon_bucket`` existed load with the behaviour they were trained with (no
+    rematerialisation, starts from the training posteriors, whole-sequence updates)."""
     from experiments.configs import rooms
     from mamba_jax import config as config_lib
 
     c = rooms.get_config()
     del c.agent["scan_remat"]
+    del c.agent["start_context"]
     del c["wm_horizon_bucket"]
     trainer.validate_config(c)
     assert config_lib.scan_remat(c.agent) == "none" and trainer.wm_horizon_bucket(c) == 0
+    assert config_lib.start_context(c.agent) == 0
     setup = trainer.make_setup(c)
     assert trainer.update_length(setup, 51) == setup.length
 

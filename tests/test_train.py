@@ -485,6 +485,13 @@ def test_checkpoint_fingerprints_name_nested_fields_and_accept_older_runs():
     assert checkpointing._diff_fingerprints(older, now) == []
     oldest = dict(older, agent=now["agent"])  # written before scan_remat existed
     assert checkpointing._diff_fingerprints(oldest, now) == []
+    # written before agent.start_context existed: reads as 0 (the training posteriors)
+    before_start = dict(now, agent={k: v for k, v in now["agent"].items() if k != "start_context"})
+    assert checkpointing._diff_fingerprints(before_start, now) == []
+    c.agent.start_context = 64
+    assert checkpointing._diff_fingerprints(before_start, checkpointing.fingerprint_of(c)) == [
+        "agent.start_context: checkpoint=0 now=64"]
+    c.agent.start_context = 0
     c.env_kwargs.goal_radius = 0.5
     c.agent.model_lr = 3e-4
     c.agent.scan_remat = "none"  # performance only: not a difference

@@ -171,3 +171,34 @@ def test_image_observations_loss_and_gradients():
     assert np.isfinite(loss) and 'wm/decoder_image' in metrics and 'wm/decoder_state' not in metrics
     assert metrics['wm/decoder_image'] > 100  # summed over 64x64x3 pixels
     assert any(np.any(g != 0) for g in jax.tree.leaves(grads['encoder']['cnn']))
+
+
+def test_restart_mask():
+    is_first = np.zeros((2, 10), bool)
+    is_first[:, 0] = True
+    mask = np.asarray(wm_lib.restart_mask(jnp.asarray(is_first), jnp.array([0, 3]), 4))
+    np.testing.assert_array_equal(np.flatnonzero(mask[0]), [0, 4, 8])
+    np.testing.assert_array_equal(np.flatnonzero(mask[1]), [0, 3, 7])
+
+
+def test_chunk_posteriors_hold_no_history_from_before_a_restart(tiny_wm):
+    """agent.start_context: a belief restarted every L steps. Changing the observations before a
+    sequence's first restart point leaves its chunk posteriors from that point on unchanged, while
+    the training pass's posteriors there do change (their belief spans the whole sequence)."""
+    wm, params = tiny_wm
+    batch = _batch(jax.random.key(3))
+    key, every = jax.random.key(4), 5
+    phase = jax.random.randint(jax.random.split(key)[0], (2,), 0, every)  # as chunk_posteriors draws it
+    restart = np.asarray(wm_lib.restart_mask(batch['is_first'], phase, every))
+    first_restart = [int(np.flatnonzero(r[1:])[0]) + 1 for r in restart]
+    before = jnp.asarray(np.arange(12)[None, :] < np.array(first_restart)[:, None])  # [B, T]
+    other = dict(batch, state=batch['state'] + 5.0 * before[..., None])
+    chunk = tjit(wm.chunk_posteriors, static_argnums=3)
+    a, b = chunk(params, batch, key, every), chunk(params, other, key, every)
+    full = tjit(lambda x: wm.loss(params, x, jax.random.key(2), jnp.int32(12))[1][0])
+    fa, fb = full(batch), full(other)
+    for i, s in enumerate(first_restart):
+        for k in ('deter', 'stoch'):
+            np.testing.assert_array_equal(a[k][i, s:], b[k][i, s:])
+        assert not np.allclose(fa['deter'][i, s:], fb['deter'][i, s:])
+    assert a['deter'].shape == (2, 12, 32) and a['stoch'].shape == fa['stoch'].shape
