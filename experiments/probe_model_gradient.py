@@ -15,6 +15,8 @@ at the action actually taken (the critic keeps its zero-initialised output, so G
 the direction to the goal (mean, fraction > 0), |dG/da|, and how well the model's r_1 predicts
 the next reward. With the dense reward 1 - d (goal radius 10, the
 default here) the true dr_1/da is 0.1 times the unit vector to the goal at every step.
+With ``--set=sequence=window`` the world model trains on the training loop's 64-step chunks
+(belief restarted at each), and is measured, like the other, on whole held-out meta-episodes.
 """
 from __future__ import annotations
 
@@ -64,7 +66,10 @@ def probe(config, updates: int, every: int, episodes: int = 64, test_episodes: i
     horizon = jnp.int32(setup.length)
 
     def wm_step(tr, k):  # the world-model half of the update only: actor and critic stay at init
-        out = agent.wm_update(tr, replay_lib.sample(buffer, k, config.batch_size), k, horizon)
+        batch = replay_lib.sample(buffer, k, config.batch_size)
+        if config.sequence == "window":  # the training loop's chunks (trainer.window_batch)
+            batch = trainer.window_batch(batch, jax.random.fold_in(k, 1), config.window_length)
+        out = agent.wm_update(tr, batch, k, horizon)
         return tr.replace(params=dict(tr.params, wm=out["params"]),
                           opt_state=dict(tr.opt_state, wm=out["opt_state"])), out["metrics"]
 

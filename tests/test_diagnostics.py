@@ -70,3 +70,8 @@ def test_probe_model_gradient_rows():
         assert np.isfinite(r["model_gradient_norm"]) and np.isfinite(r["model_r1_abs_error"])
     # dense reward: the next reward is well predicted by the current one (a random walk)
     assert rows[0]["copy_current_reward_corr_next_reward"] > 0.5
+    # with sequence=window the world model trains on chunks; the measurement is the same
+    apply_overrides(config, ["sequence=window", "window_length=5"])
+    chunked = probe_model_gradient.probe(config, updates=1, every=1, episodes=8, test_episodes=2)
+    assert chunked[0] == rows[0]  # same fresh model, same held-out data
+    assert chunked[1]["model_gradient_norm"] != rows[1]["model_gradient_norm"]
