@@ -64,10 +64,13 @@ class RSSM(nn.Module):
         return self.prior_logits(deter), self.post_logits(deter, self.embed_proj(embed)), self.initial()
 
     def initial(self) -> State:
-        """Learned initial state without batch axes: deter [D], stoch [S, C]."""
+        """Learned initial state without batch axes: deter [D], stoch [S, C].
+
+        z0 is the prior's straight-through mode at h0 (spec 4.2), so the loss reaches
+        ``init_deter`` and the prior head through z0 as well as through h0."""
         deter = jnp.tanh(self.init_deter)
         probs = dist.unimix_probs(self.prior_logits(deter), self.unimix)
-        stoch = jax.nn.one_hot(jnp.argmax(probs, -1), self.classes, dtype=jnp.float32)
+        stoch = dist.onehot_mode(probs.astype(jnp.float32))
         return {'deter': deter, 'stoch': stoch}
 
     def action_proj(self, action: jax.Array) -> jax.Array:

@@ -43,10 +43,26 @@ def test_initial_state_at_init():
     init = tjit(lambda p: rssm_lib.initial_state(m, p, (B,)))(p)
     assert init['deter'].shape == (B, 8) and np.all(init['deter'] == 0)
     assert init['stoch'].shape == (B, 3, 4)
-    np.testing.assert_array_equal(init['stoch'].sum(-1), 1.0)
+    np.testing.assert_allclose(init['stoch'].sum(-1), 1.0, atol=1e-6)
     # z0 is the prior mode at h0
     logits = m.apply({'params': p}, init['deter'], method=rssm_lib.RSSM.prior_logits)
     np.testing.assert_array_equal(jnp.argmax(init['stoch'], -1), jnp.argmax(logits, -1))
+
+
+def test_initial_stoch_is_straight_through(model):
+    """z0 = one-hot prior mode in value, with the probabilities' gradient (spec 4.2)."""
+    m, p = model
+    w = jax.random.normal(jax.random.key(3), (3, 4))
+
+    def loss(p):
+        return jnp.sum(rssm_lib.initial_state(m, p, (1,))['stoch'][0] * w)
+
+    g = tjit(jax.grad(loss))(p)
+    init = tjit(lambda p: rssm_lib.initial_state(m, p, (1,)))(p)['stoch'][0]
+    np.testing.assert_allclose(init, jax.nn.one_hot(jnp.argmax(init, -1), 4), atol=1e-6)
+    # the loss depends on z0 only: a gradient reaches h0's parameters and the prior head
+    assert float(jnp.abs(g['init_deter']).sum()) > 0
+    assert any(float(jnp.abs(x).sum()) > 0 for x in jax.tree.leaves(g['img_logits']))
 
 
 def test_observe_matches_obs_step(model):
