@@ -1,0 +1,28 @@
+#!/bin/bash
+# Same MAMBA seed-1 run at 600 updates, continued 200 updates with whole episodes or with chunks; probe both at 800.
+set -e
+# needs the seed-1 MAMBA base of results/diag_dense/swap600.sh (tag swap600_mamba2chunks_seed1_tr0.1)
+cd "$(dirname "$0")/../.."
+PY=.venv/bin/python
+COMMON="--task=point_robot --seeds=1 --variants=mamba --set=env_kwargs.goal_radius=10.0 --set=train_ratio=0.1 --compute_dtype=float32 --eval_every=50 --set=seed=1"
+SRC=$(ls -d runs/swap600/base_swap600_mamba2chunks_seed1_tr0.1/point_robot_mamba_s1_*)
+for TO in meta_episode window; do
+  W=runs/swap600/p800_$TO; DST=$W/$(basename $SRC | sed "s/sequence=meta_episode/sequence=$TO/")
+  rm -rf $W; mkdir -p $W; cp -r $SRC $DST
+  if [ $TO = window ]; then
+  $PY - "$DST" <<'PYEOF'
+import json, sys, glob, os
+d = sys.argv[1]
+c = json.load(open(os.path.join(d, "config.json"))); c["sequence"] = "window"
+json.dump(c, open(os.path.join(d, "config.json"), "w"), indent=2, sort_keys=True)
+for m in glob.glob(os.path.join(d, "checkpoints", "*", "meta", "*")):
+    try: j = json.load(open(m))
+    except Exception: continue
+    if "fingerprint" in j:
+        j["fingerprint"]["sequence"] = "window"; json.dump(j, open(m, "w"))
+PYEOF
+  fi
+  taskset -c 1 $PY -m experiments.reproduce $COMMON --set=sequence=$TO --frames=31500 --workdir=$W --name=p800_$TO --out=runs/swap600/scratch
+  taskset -c 1 $PY -m experiments.probe_actor_gradient --workdir=$DST --tasks=20 --out=results/inspect/point_robot_dense_fork600_${TO}_seed1_800_actor_gradient.json
+done
+echo DONE
