@@ -24,5 +24,6 @@ PYEOF
   fi
   taskset -c 1 $PY -m experiments.reproduce $COMMON --set=sequence=$TO --frames=31500 --workdir=$W --name=p800_$TO --out=runs/swap600/scratch
   taskset -c 1 $PY -m experiments.probe_actor_gradient --workdir=$DST --tasks=20 --out=results/inspect/point_robot_dense_fork600_${TO}_seed1_800_actor_gradient.json
+  gzip -c $DST/metrics.jsonl > results/inspect/point_robot_dense_fork600_${TO}_seed1_to800.metrics.jsonl.gz
 done
 echo DONE
