@@ -17,6 +17,8 @@ agent's deterministic meta-episodes on held-out tasks (the ``experiments.reprodu
   positive cosine can only come from the critic.
 * ``cos_action_to_goal``: the cosine between the agent's deterministic action and the goal
   direction (is the policy heading for the goal?).
+* ``reward_term`` / ``critic_term``: the same gradient figures for the two terms of dG/da apart,
+  dr_1/da and d(c_1 v_1)/da (which of them points the actor where).
 * ``reward_fit``: the model's r_1 at the taken action against the true next reward (correlation,
   mean absolute error), next to the same figures for copying the current reward (an input of the
   posterior): a reward head that only copies its input is accurate and gives no action gradient.
@@ -70,6 +72,19 @@ def one_step_return_gradient(agent, params, state: rssm_lib.State, action: jax.A
     grads, rewards = jax.vmap(lambda k: jax.grad(total, has_aux=True)(action, k))(
         jax.random.split(key, samples))
     return grads.mean(0), rewards.mean(0)
+
+
+def reward_term_gradient(agent, params, state: rssm_lib.State, action: jax.Array,
+                         key: jax.Array, samples: int = 4) -> jax.Array:
+    """dr_1/da alone: the reward term of ``one_step_return_gradient``, [N, A], with the same
+    latent draws (same ``key``/``samples``), so dG/da - dr_1/da is the critic term's gradient."""
+    wm = agent.wm
+
+    def reward(a, k):
+        nxt, _ = wm.img_step(params["wm"], state, a, k)
+        return jnp.sum(wm.reward(params["wm"], rssm_lib.feat(nxt)))
+
+    return jax.vmap(lambda k: jax.grad(reward)(action, k))(jax.random.split(key, samples)).mean(0)
 
 
 def _cos(u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -146,9 +161,10 @@ def main():
         mu = jnp.split(raw.astype(jnp.float32), 2, -1)[0]
         mean, std = dist.normal_params(raw, c.agent.actor_min_std, c.agent.actor_max_std)
         grad, r1 = one_step_return_gradient(agent, train.params, post, mean, jax.random.PRNGKey(1))
-        return grad, mean, mu, std, r1
+        grad_r = reward_term_gradient(agent, train.params, post, mean, jax.random.PRNGKey(1))
+        return grad, mean, mu, std, r1, grad_r
 
-    grad, mean, mu, std, r1 = (np.asarray(x).reshape(e, t, -1) for x in measure(data))
+    grad, mean, mu, std, r1, grad_r = (np.asarray(x).reshape(e, t, -1) for x in measure(data))
     pos = np.asarray(setup.meta.env.positions(np.asarray(data["state"])))
     goal = np.asarray(tasks["goal"])
     sub = np.asarray(collect_lib.observed_sub_idx(rollout))
@@ -156,7 +172,11 @@ def main():
               "updates": int(np.asarray(run.updates).reshape(-1)[0]), "tasks": args.tasks,
               "env_kwargs": c.env_kwargs.to_dict(),
               **summarise(grad, mean, mu, std, pos, goal, sub, c.K),
-              "reward_fit": reward_fit(r1[..., 0], np.asarray(data["reward"]), sub)}
+              "reward_fit": reward_fit(r1[..., 0], np.asarray(data["reward"]), sub),
+              # the two terms of dG/da: the reward head's and the critic's (discount * cont * v_1)
+              "reward_term": gradient_figures(grad_r, goal[:, None, :] - pos, np.ones((e, t), bool)),
+              "critic_term": gradient_figures(grad - grad_r, goal[:, None, :] - pos,
+                                              np.ones((e, t), bool))}
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as fh:
         json.dump(report, fh, indent=2)

@@ -319,6 +319,9 @@ def test_probe_actor_gradient_reports_the_actor_signal(cli_run, tmp_path):
     assert -1.0 <= report["cos_model_gradient_to_goal"] <= 1.0
     assert report["model_gradient_norm"] >= 0 and 0 <= report["tanh_saturated_fraction"] <= 1
     assert 0.1 <= report["std_mean"] <= 1.0  # the official min/max std
+    for term in ("reward_term", "critic_term"):  # dG/da split into its reward and critic parts
+        assert -1.0 <= report[term]["cos_model_gradient_to_goal"] <= 1.0
+        assert np.isfinite(report[term]["model_gradient_norm"])
 
 
 def test_actor_gradient_summary_geometry():
