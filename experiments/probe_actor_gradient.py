@@ -52,39 +52,35 @@ from mamba_jax import trainer  # noqa: E402
 SATURATED = 2.0  # |pre-tanh mean| above which tanh' = 1 - tanh^2 < 0.071
 
 
-def one_step_return_gradient(agent, params, state: rssm_lib.State, action: jax.Array,
-                             key: jax.Array, samples: int = 4):
-    """dG/da of G(a) = r_1 + discount * cont_1 * v_1 at s_1 = img_step(state, a).
+def one_step_return_terms(agent, params, state: rssm_lib.State, action: jax.Array,
+                          key: jax.Array, samples: int = 4):
+    """dG/da of G(a) = r_1 + discount * cont_1 * v_1 at s_1 = img_step(state, a), and its reward
+    term dr_1/da alone (so dG/da - dr_1/da is the critic term's), from one imagined step.
 
-    state: posterior states, leaves [N, ...]; action [N, A]. Returns (grad [N, A], r_1 [N]), each
-    averaged over ``samples`` draws of the stochastic latent of s_1 (straight-through, as in
-    imagination).
+    state: posterior states, leaves [N, ...]; action [N, A]. Returns (dG/da [N, A], dr_1/da [N, A],
+    r_1 [N]), each averaged over ``samples`` draws of the stochastic latent of s_1
+    (straight-through, as in imagination).
     """
     wm, ac, c = agent.wm, agent.ac, agent.config
 
-    def total(a, k):
+    def outputs(a, k):
         nxt, _ = wm.img_step(params["wm"], state, a, k)
         f = rssm_lib.feat(nxt)
         r = wm.reward(params["wm"], f)
         g = r + c.discount * wm.cont_prob(params["wm"], f) * ac.value(params["critic"], f)
-        return jnp.sum(g), r
+        return jnp.stack([jnp.sum(g), jnp.sum(r)]), r
 
-    grads, rewards = jax.vmap(lambda k: jax.grad(total, has_aux=True)(action, k))(
-        jax.random.split(key, samples))
-    return grads.mean(0), rewards.mean(0)
+    jac, rewards = jax.vmap(lambda k: jax.jacrev(outputs, has_aux=True)(action, k))(
+        jax.random.split(key, samples))  # jac [samples, 2, N, A]
+    jac = jac.mean(0)
+    return jac[0], jac[1], rewards.mean(0)
 
 
-def reward_term_gradient(agent, params, state: rssm_lib.State, action: jax.Array,
-                         key: jax.Array, samples: int = 4) -> jax.Array:
-    """dr_1/da alone: the reward term of ``one_step_return_gradient``, [N, A], with the same
-    latent draws (same ``key``/``samples``), so dG/da - dr_1/da is the critic term's gradient."""
-    wm = agent.wm
-
-    def reward(a, k):
-        nxt, _ = wm.img_step(params["wm"], state, a, k)
-        return jnp.sum(wm.reward(params["wm"], rssm_lib.feat(nxt)))
-
-    return jax.vmap(lambda k: jax.grad(reward)(action, k))(jax.random.split(key, samples)).mean(0)
+def one_step_return_gradient(agent, params, state: rssm_lib.State, action: jax.Array,
+                             key: jax.Array, samples: int = 4):
+    """(dG/da [N, A], r_1 [N]) of ``one_step_return_terms``."""
+    grad, _, r1 = one_step_return_terms(agent, params, state, action, key, samples)
+    return grad, r1
 
 
 def _cos(u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -160,23 +156,23 @@ def main():
         raw = agent.ac.actor.apply({"params": train.params["actor"]}, f)
         mu = jnp.split(raw.astype(jnp.float32), 2, -1)[0]
         mean, std = dist.normal_params(raw, c.agent.actor_min_std, c.agent.actor_max_std)
-        grad, r1 = one_step_return_gradient(agent, train.params, post, mean, jax.random.PRNGKey(1))
-        grad_r = reward_term_gradient(agent, train.params, post, mean, jax.random.PRNGKey(1))
+        grad, grad_r, r1 = one_step_return_terms(agent, train.params, post, mean,
+                                                 jax.random.PRNGKey(1))
         return grad, mean, mu, std, r1, grad_r
 
     grad, mean, mu, std, r1, grad_r = (np.asarray(x).reshape(e, t, -1) for x in measure(data))
     pos = np.asarray(setup.meta.env.positions(np.asarray(data["state"])))
     goal = np.asarray(tasks["goal"])
     sub = np.asarray(collect_lib.observed_sub_idx(rollout))
+    to_goal, everywhere = goal[:, None, :] - pos, np.ones(sub.shape, bool)
     report = {"workdir": args.workdir, "frames": int(np.asarray(run.frames).reshape(-1)[0]),
               "updates": int(np.asarray(run.updates).reshape(-1)[0]), "tasks": args.tasks,
               "env_kwargs": c.env_kwargs.to_dict(),
               **summarise(grad, mean, mu, std, pos, goal, sub, c.K),
               "reward_fit": reward_fit(r1[..., 0], np.asarray(data["reward"]), sub),
               # the two terms of dG/da: the reward head's and the critic's (discount * cont * v_1)
-              "reward_term": gradient_figures(grad_r, goal[:, None, :] - pos, np.ones((e, t), bool)),
-              "critic_term": gradient_figures(grad - grad_r, goal[:, None, :] - pos,
-                                              np.ones((e, t), bool))}
+              "reward_term": gradient_figures(grad_r, to_goal, everywhere),
+              "critic_term": gradient_figures(grad - grad_r, to_goal, everywhere)}
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as fh:
         json.dump(report, fh, indent=2)

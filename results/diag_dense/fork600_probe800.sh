@@ -8,20 +8,9 @@ COMMON="--task=point_robot --seeds=1 --variants=mamba --set=env_kwargs.goal_radi
 SRC=$(ls -d runs/swap600/base_swap600_mamba2chunks_seed1_tr0.1/point_robot_mamba_s1_*)
 for TO in meta_episode window; do
   W=runs/swap600/p800_$TO; DST=$W/$(basename $SRC | sed "s/sequence=meta_episode/sequence=$TO/")
-  rm -rf $W; mkdir -p $W; cp -r $SRC $DST
-  if [ $TO = window ]; then
-  $PY - "$DST" <<'PYEOF'
-import json, sys, glob, os
-d = sys.argv[1]
-c = json.load(open(os.path.join(d, "config.json"))); c["sequence"] = "window"
-json.dump(c, open(os.path.join(d, "config.json"), "w"), indent=2, sort_keys=True)
-for m in glob.glob(os.path.join(d, "checkpoints", "*", "meta", "*")):
-    try: j = json.load(open(m))
-    except Exception: continue
-    if "fingerprint" in j:
-        j["fingerprint"]["sequence"] = "window"; json.dump(j, open(m, "w"))
-PYEOF
-  fi
+  rm -rf $W; mkdir -p $W
+  if [ $TO = window ]; then $PY -m experiments.fork_run --src=$SRC --dst=$DST --set=sequence=window
+  else cp -r $SRC $DST; fi  # the unchanged continuation: a plain copy (fork_run refuses no-change forks)
   taskset -c 1 $PY -m experiments.reproduce $COMMON --set=sequence=$TO --frames=31500 --workdir=$W --name=p800_$TO --out=runs/swap600/scratch
   taskset -c 1 $PY -m experiments.probe_actor_gradient --workdir=$DST --tasks=20 --out=results/inspect/point_robot_dense_fork600_${TO}_seed1_800_actor_gradient.json
   gzip -c $DST/metrics.jsonl > results/inspect/point_robot_dense_fork600_${TO}_seed1_to800.metrics.jsonl.gz

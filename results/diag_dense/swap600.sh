@@ -1,6 +1,7 @@
 #!/bin/bash
 # usage: results/diag_dense/swap600.sh <core> <seed> <from: meta_episode|window> <to: meta_episode|window> <tag>
-# trains <from> for 600 updates, forks the run folder, continues with <to> to 1,500 updates.
+# trains <from> for 600 updates, forks the run (experiments.fork_run --set=sequence=<to>),
+# continues the fork with <to> to 1,500 updates.
 set -e
 cd "$(dirname "$0")/../.."
 CORE=$1; SEED=$2; FROM=$3; TO=$4; TAG=$5
@@ -11,21 +12,7 @@ taskset -c $CORE $PY -m experiments.reproduce $COMMON --set=seed=$SEED --set=seq
   --frames=25500 --workdir=$BASE --name=base_$TAG --out=runs/swap600/scratch
 SRC=$(ls -d $BASE/point_robot_mamba_s1_*)
 DST=$SW/$(basename $SRC | sed "s/sequence=$FROM/sequence=$TO/")
-mkdir -p $SW; cp -r $SRC $DST
-$PY - "$DST" "$FROM" "$TO" <<'PYEOF'
-import json, sys, glob, os
-d, f, t = sys.argv[1:]
-c = json.load(open(os.path.join(d, "config.json"))); assert c["sequence"] == f; c["sequence"] = t
-json.dump(c, open(os.path.join(d, "config.json"), "w"), indent=2, sort_keys=True)
-n = 0
-for m in glob.glob(os.path.join(d, "checkpoints", "*", "meta", "*")):
-    try: j = json.load(open(m))
-    except Exception: continue
-    if "fingerprint" in j:
-        assert j["fingerprint"]["sequence"] == f; j["fingerprint"]["sequence"] = t
-        json.dump(j, open(m, "w")); n += 1
-print("forked", d, "metas edited:", n); assert n > 0
-PYEOF
+$PY -m experiments.fork_run --src=$SRC --dst=$DST --set=sequence=$TO
 taskset -c $CORE $PY -m experiments.reproduce $COMMON --set=seed=$SEED --set=sequence=$TO \
   --frames=52500 --workdir=$SW --name=point_robot_dense_$TAG --out=results/diag_dense
 gzip -c $DST/metrics.jsonl > results/inspect/point_robot_dense_${TAG}.metrics.jsonl.gz
