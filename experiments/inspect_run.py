@@ -50,10 +50,11 @@ from mamba_jax import run as run_lib  # noqa: E402
 from mamba_jax import trainer  # noqa: E402
 
 
-def load_trained(workdir: str, seed_index: int = 0):
-    """(setup, run, train) of a run folder: ``run_lib.load_run``'s setup and run state, and the
-    train state of agent ``seed_index`` (the agent is per seed in a multi-seed run)."""
-    setup, run, _ = run_lib.load_run(workdir)
+def load_trained(workdir: str, seed_index: int = 0, step=None):
+    """(setup, run, train) of a run folder: ``run_lib.load_run``'s setup and run state (latest
+    checkpoint, or checkpoint ``step``, a round count), and the train state of agent
+    ``seed_index`` (the agent is per seed in a multi-seed run)."""
+    setup, run, _ = run_lib.load_run(workdir, step)
     train = run.train
     if setup.config.num_seeds > 1:
         train = jax.tree.map(lambda x: x[seed_index], train)

@@ -1,7 +1,7 @@
 """Does the world model's one-step return point the actor at the goal? (point-robot tasks)
 
     python -m experiments.probe_actor_gradient --workdir=<run folder> [--tasks=20] [--seed_index=0] \
-        [--out=results/inspect/<name>_actor_gradient.json]
+        [--step=<checkpoint step>] [--out=results/inspect/<name>_actor_gradient.json]
 
 The point robot's actor is trained by dynamics backpropagation with imagination horizon I = 2
 (spec 6.6): its objective at a start state is (R_0 - v_0) / S with R_0 = r_1 + c_1 v_1, where
@@ -132,11 +132,13 @@ def main():
     p.add_argument("--workdir", required=True)
     p.add_argument("--seed_index", type=int, default=0, help="which agent of a multi-seed run")
     p.add_argument("--tasks", type=int, default=20)
+    p.add_argument("--step", type=int, default=None,
+                   help="checkpoint step (rounds) to probe; default: the latest")
     p.add_argument("--out", default=None, help="JSON path (default: <workdir>/actor_gradient.json)")
     args = p.parse_args()
     out = args.out or os.path.join(args.workdir, "actor_gradient.json")
 
-    setup, run, train = load_trained(args.workdir, args.seed_index)
+    setup, run, train = load_trained(args.workdir, args.seed_index, args.step)
     c = setup.config
     if not c.env_name.startswith("point_robot"):
         raise SystemExit(f"probe_actor_gradient needs a point-robot run, got env {c.env_name!r}")

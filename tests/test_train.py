@@ -322,6 +322,18 @@ def test_probe_actor_gradient_reports_the_actor_signal(cli_run, tmp_path):
     for term in ("reward_term", "critic_term"):  # dG/da split into its reward and critic parts
         assert -1.0 <= report[term]["cos_model_gradient_to_goal"] <= 1.0
         assert np.isfinite(report[term]["model_gradient_norm"])
+    # --step probes an earlier checkpoint (a step is a round count) instead of the latest
+    steps = sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
+    assert len(steps) >= 2, steps
+    early = str(tmp_path / "ag_early.json")
+    proc = subprocess.run([sys.executable, "-m", "experiments.probe_actor_gradient",
+                           f"--workdir={workdir}", "--tasks=3", f"--step={steps[0]}",
+                           f"--out={early}"], cwd=REPO, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    first = json.load(open(early))
+    assert first["updates"] < report["updates"]
+    assert first["updates"] == steps[0] * report["updates"] // steps[-1]  # a fixed updates per round
 
 
 def test_actor_gradient_summary_geometry():
