@@ -22,6 +22,9 @@ agent's deterministic meta-episodes on held-out tasks (the ``experiments.reprodu
 * ``reward_fit``: the model's r_1 at the taken action against the true next reward (correlation,
   mean absolute error), next to the same figures for copying the current reward (an input of the
   posterior): a reward head that only copies its input is accurate and gives no action gradient.
+* ``posterior_reward_fit``: the reward head at the posterior of each step against the reward
+  observed there (correlation, mean absolute error): is a poor ``reward_fit`` the reward head's
+  or the imagined step's?
 * ``tanh_saturated_fraction``: the fraction of action components whose pre-tanh mean has
   |mu| > 2 (tanh slope < 0.07: the gradient reaching the actor is 14x smaller or less), and
   ``std_mean``, the policy's mean standard deviation.
@@ -100,6 +103,15 @@ def reward_fit(r1: np.ndarray, reward: np.ndarray, sub: np.ndarray) -> dict:
             "copy_current_reward_abs_error": float(np.abs(now - nxt).mean())}
 
 
+def posterior_fit(filtered: np.ndarray, reward: np.ndarray) -> dict:
+    """How the reward head at the posterior of step t fits the reward observed at t (which the
+    posterior has seen): filtered, reward [E, T]. Next to ``reward_fit`` it separates a reward
+    head that misreads states from an imagined step that lands in the wrong state."""
+    a, b = filtered.ravel(), reward.ravel()
+    corr = float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else None
+    return {"corr": corr, "abs_error": float(np.abs(a - b).mean())}
+
+
 def gradient_figures(grad: np.ndarray, to_goal: np.ndarray, mask: np.ndarray) -> dict:
     """|dG/da| and its cosine with the goal direction (mean, fraction > 0) over the states of
     ``mask``. grad, to_goal [..., 2]; mask [...] bool."""
@@ -151,8 +163,8 @@ def main():
 
     @jax.jit
     def measure(data):
-        _, _, post = reward_predictions(agent.wm, train.params["wm"], data, jax.random.PRNGKey(0),
-                                        int(c.agent.imag_horizon))
+        filtered, _, post = reward_predictions(agent.wm, train.params["wm"], data,
+                                               jax.random.PRNGKey(0), int(c.agent.imag_horizon))
         post = jax.tree.map(lambda x: x.reshape((e * t,) + x.shape[2:]), post)
         f = rssm_lib.feat(post)
         raw = agent.ac.actor.apply({"params": train.params["actor"]}, f)
@@ -160,9 +172,10 @@ def main():
         mean, std = dist.normal_params(raw, c.agent.actor_min_std, c.agent.actor_max_std)
         grad, grad_r, r1 = one_step_return_terms(agent, train.params, post, mean,
                                                  jax.random.PRNGKey(1))
-        return grad, mean, mu, std, r1, grad_r
+        return grad, mean, mu, std, r1, grad_r, filtered
 
-    grad, mean, mu, std, r1, grad_r = (np.asarray(x).reshape(e, t, -1) for x in measure(data))
+    grad, mean, mu, std, r1, grad_r, filtered = (np.asarray(x).reshape(e, t, -1)
+                                                 for x in measure(data))
     pos = np.asarray(setup.meta.env.positions(np.asarray(data["state"])))
     goal = np.asarray(tasks["goal"])
     sub = np.asarray(collect_lib.observed_sub_idx(rollout))
@@ -172,6 +185,7 @@ def main():
               "env_kwargs": c.env_kwargs.to_dict(),
               **summarise(grad, mean, mu, std, pos, goal, sub, c.K),
               "reward_fit": reward_fit(r1[..., 0], np.asarray(data["reward"]), sub),
+              "posterior_reward_fit": posterior_fit(filtered[..., 0], np.asarray(data["reward"])),
               # the two terms of dG/da: the reward head's and the critic's (discount * cont * v_1)
               "reward_term": gradient_figures(grad_r, to_goal, everywhere),
               "critic_term": gradient_figures(grad - grad_r, to_goal, everywhere)}

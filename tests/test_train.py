@@ -333,11 +333,12 @@ def test_probe_actor_gradient_reports_the_actor_signal(cli_run, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     first = json.load(open(early))
     assert first["updates"] < report["updates"]
+    assert report["posterior_reward_fit"]["abs_error"] >= 0
     assert first["updates"] == steps[0] * report["updates"] // steps[-1]  # a fixed updates per round
 
 
 def test_actor_gradient_summary_geometry():
-    from experiments.probe_actor_gradient import reward_fit, summarise
+    from experiments.probe_actor_gradient import posterior_fit, reward_fit, summarise
 
     pos = np.zeros((1, 4, 2))
     goal = np.array([[0.0, 1.0]])
@@ -358,6 +359,8 @@ def test_actor_gradient_summary_geometry():
     assert fit["model_r1_corr_next_reward"] == pytest.approx(1.0)
     assert fit["model_r1_abs_error"] == pytest.approx(0.0)
     assert fit["copy_current_reward_abs_error"] == pytest.approx(1.0)
+    post = posterior_fit(reward + 0.5, reward)
+    assert post["corr"] == pytest.approx(1.0) and post["abs_error"] == pytest.approx(0.5)
 
 
 def test_return_to_go_is_what_the_critic_estimates():
