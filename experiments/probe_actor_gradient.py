@@ -25,6 +25,7 @@ agent's deterministic meta-episodes on held-out tasks (the ``experiments.reprodu
 * ``posterior_reward_fit``: the reward head at the posterior of each step against the reward
   observed there (correlation, mean absolute error): is a poor ``reward_fit`` the reward head's
   or the imagined step's?
+* ``meta_return`` / ``return_per_sub_episode``: what the probed meta-episodes scored.
 * ``tanh_saturated_fraction``: the fraction of action components whose pre-tanh mean has
   |mu| > 2 (tanh slope < 0.07: the gradient reaching the actor is 14x smaller or less), and
   ``std_mean``, the policy's mean standard deviation.
@@ -180,12 +181,16 @@ def main():
     goal = np.asarray(tasks["goal"])
     sub = np.asarray(collect_lib.observed_sub_idx(rollout))
     to_goal, everywhere = goal[:, None, :] - pos, np.ones(sub.shape, bool)
+    rew = np.asarray(data["reward"])
     report = {"workdir": args.workdir, "frames": int(np.asarray(run.frames).reshape(-1)[0]),
               "updates": int(np.asarray(run.updates).reshape(-1)[0]), "tasks": args.tasks,
               "env_kwargs": c.env_kwargs.to_dict(),
+              # the probed deterministic meta-episodes' returns (mean over tasks; per sub-episode)
+              "meta_return": float(rew.sum(1).mean()),
+              "return_per_sub_episode": [float((rew * (sub == k)).sum(1).mean()) for k in range(c.K)],
               **summarise(grad, mean, mu, std, pos, goal, sub, c.K),
-              "reward_fit": reward_fit(r1[..., 0], np.asarray(data["reward"]), sub),
-              "posterior_reward_fit": posterior_fit(filtered[..., 0], np.asarray(data["reward"])),
+              "reward_fit": reward_fit(r1[..., 0], rew, sub),
+              "posterior_reward_fit": posterior_fit(filtered[..., 0], rew),
               # the two terms of dG/da: the reward head's and the critic's (discount * cont * v_1)
               "reward_term": gradient_figures(grad_r, to_goal, everywhere),
               "critic_term": gradient_figures(grad - grad_r, to_goal, everywhere)}

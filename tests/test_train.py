@@ -334,6 +334,7 @@ def test_probe_actor_gradient_reports_the_actor_signal(cli_run, tmp_path):
     first = json.load(open(early))
     assert first["updates"] < report["updates"]
     assert report["posterior_reward_fit"]["abs_error"] >= 0
+    assert report["meta_return"] == pytest.approx(sum(report["return_per_sub_episode"]), abs=1e-3)
     assert first["updates"] == steps[0] * report["updates"] // steps[-1]  # a fixed updates per round
 
 
