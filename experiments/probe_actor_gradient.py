@@ -23,8 +23,8 @@ agent's deterministic meta-episodes on held-out tasks (the ``experiments.reprodu
   mean absolute error), next to the same figures for copying the current reward (an input of the
   posterior): a reward head that only copies its input is accurate and gives no action gradient.
 * ``posterior_reward_fit``: the reward head at the posterior of each step against the reward
-  observed there (correlation, mean absolute error): is a poor ``reward_fit`` the reward head's
-  or the imagined step's?
+  observed there (correlation, mean absolute error, mean signed error ``bias``, mean reward):
+  is a poor ``reward_fit`` the reward head's or the imagined step's?
 * ``meta_return`` / ``return_per_sub_episode``: what the probed meta-episodes scored.
 * ``tanh_saturated_fraction``: the fraction of action components whose pre-tanh mean has
   |mu| > 2 (tanh slope < 0.07: the gradient reaching the actor is 14x smaller or less), and
@@ -110,7 +110,8 @@ def posterior_fit(filtered: np.ndarray, reward: np.ndarray) -> dict:
     head that misreads states from an imagined step that lands in the wrong state."""
     a, b = filtered.ravel(), reward.ravel()
     corr = float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else None
-    return {"corr": corr, "abs_error": float(np.abs(a - b).mean())}
+    return {"corr": corr, "abs_error": float(np.abs(a - b).mean()), "bias": float((a - b).mean()),
+            "reward_mean": float(b.mean())}
 
 
 def gradient_figures(grad: np.ndarray, to_goal: np.ndarray, mask: np.ndarray) -> dict:

@@ -362,6 +362,7 @@ def test_actor_gradient_summary_geometry():
     assert fit["copy_current_reward_abs_error"] == pytest.approx(1.0)
     post = posterior_fit(reward + 0.5, reward)
     assert post["corr"] == pytest.approx(1.0) and post["abs_error"] == pytest.approx(0.5)
+    assert post["bias"] == pytest.approx(0.5) and post["reward_mean"] == pytest.approx(1.5)
 
 
 def test_return_to_go_is_what_the_critic_estimates():
