@@ -24,7 +24,9 @@ agent's deterministic meta-episodes on held-out tasks (the ``experiments.reprodu
   posterior): a reward head that only copies its input is accurate and gives no action gradient.
 * ``posterior_reward_fit``: the reward head at the posterior of each step against the reward
   observed there (correlation, mean absolute error, mean signed error ``bias``, mean reward):
-  is a poor ``reward_fit`` the reward head's or the imagined step's?
+  is a poor ``reward_fit`` the reward head's or the imagined step's? And
+  ``posterior_reward_by_distance_from_start``: the same by distance from the start, with the
+  head's shrink towards 0 (does it flatter the rarely visited far states?).
 * ``meta_return`` / ``return_per_sub_episode``: what the probed meta-episodes scored.
 * ``tanh_saturated_fraction``: the fraction of action components whose pre-tanh mean has
   |mu| > 2 (tanh slope < 0.07: the gradient reaching the actor is 14x smaller or less), and
@@ -114,6 +116,31 @@ def posterior_fit(filtered: np.ndarray, reward: np.ndarray) -> dict:
             "reward_mean": float(b.mean())}
 
 
+DISTANCE_EDGES = (0.0, 1.0, 2.0, 4.0, 6.0, np.inf)  # distance from the sub-episode's start (0, 0)
+
+
+def shrink_by_distance(filtered: np.ndarray, reward: np.ndarray, pos: np.ndarray,
+                       edges=DISTANCE_EDGES) -> list:
+    """The posterior reward head against the observed reward, by the robot's distance from its
+    start: filtered, reward [E, T]; pos [E, T, 2]. Per bin: steps, mean reward, mean prediction
+    and ``shrink`` = 1 - mean symlog(prediction) / mean symlog(reward), the fraction by which the
+    head pulls its symlog-space mean towards 0 (0: unbiased; 1: predicts 0). A shrink that grows
+    towards the rarely visited far ring makes unfamiliar states look better than they are where
+    the reward is negative, and pulls the action gradient outwards."""
+    symlog = lambda x: np.sign(x) * np.log1p(np.abs(x))
+    dist_start = np.linalg.norm(pos, axis=-1)
+    out = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (dist_start >= lo) & (dist_start < hi)
+        row = {"from": float(lo), "to": float(hi), "steps": int(m.sum())}
+        if m.any():
+            den = symlog(reward[m]).mean()
+            row.update(reward_mean=float(reward[m].mean()), prediction_mean=float(filtered[m].mean()),
+                       shrink=float(1.0 - symlog(filtered[m]).mean() / den) if abs(den) > 1e-3 else None)
+        out.append(row)
+    return out
+
+
 def gradient_figures(grad: np.ndarray, to_goal: np.ndarray, mask: np.ndarray) -> dict:
     """|dG/da| and its cosine with the goal direction (mean, fraction > 0) over the states of
     ``mask``. grad, to_goal [..., 2]; mask [...] bool."""
@@ -192,6 +219,7 @@ def main():
               **summarise(grad, mean, mu, std, pos, goal, sub, c.K),
               "reward_fit": reward_fit(r1[..., 0], rew, sub),
               "posterior_reward_fit": posterior_fit(filtered[..., 0], rew),
+              "posterior_reward_by_distance_from_start": shrink_by_distance(filtered[..., 0], rew, pos),
               # the two terms of dG/da: the reward head's and the critic's (discount * cont * v_1)
               "reward_term": gradient_figures(grad_r, to_goal, everywhere),
               "critic_term": gradient_figures(grad - grad_r, to_goal, everywhere)}

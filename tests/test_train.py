@@ -363,6 +363,12 @@ def test_actor_gradient_summary_geometry():
     post = posterior_fit(reward + 0.5, reward)
     assert post["corr"] == pytest.approx(1.0) and post["abs_error"] == pytest.approx(0.5)
     assert post["bias"] == pytest.approx(0.5) and post["reward_mean"] == pytest.approx(1.5)
+    from experiments.probe_actor_gradient import shrink_by_distance
+    true = np.array([[-1.0, -3.0, -5.0, 0.5]])
+    where = np.array([[[0.5, 0.0], [3.0, 0.0], [0.0, 7.0], [0.1, 0.1]]])  # distances 0.5, 3, 7, 0.14
+    rows = shrink_by_distance(np.sign(true) * np.expm1(0.5 * np.log1p(np.abs(true))), true, where)
+    assert [r["steps"] for r in rows] == [2, 0, 1, 0, 1]
+    assert rows[2]["shrink"] == pytest.approx(0.5) and rows[4]["shrink"] == pytest.approx(0.5)
 
 
 def test_return_to_go_is_what_the_critic_estimates():

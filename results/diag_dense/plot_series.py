@@ -1,0 +1,68 @@
+"""Plots probe_series.sh results: return, reward-head action gradient and reward fits against
+updates, one line per arm. usage: python results/diag_dense/plot_series.py TAG [TAG ...]
+(reads results/inspect/series_<TAG>/step*.json; writes results/diag_dense/series.{png,json})."""
+import glob
+import json
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+INSPECT = os.path.join(HERE, "..", "inspect")
+
+
+def load(tag):
+    rows = [json.load(open(f)) for f in glob.glob(os.path.join(INSPECT, f"series_{tag}", "step*.json"))]
+    rows.sort(key=lambda r: r["updates"])
+    return [{"updates": r["updates"], "meta_return": r["meta_return"],
+             "return_per_sub_episode": r["return_per_sub_episode"],
+             "reward_term_cos_to_goal": r["reward_term"]["cos_model_gradient_to_goal"],
+             "reward_term_towards_goal_fraction": r["reward_term"]["model_gradient_towards_goal_fraction"],
+             "reward_term_norm": r["reward_term"]["model_gradient_norm"],
+             "critic_term_norm": r["critic_term"]["model_gradient_norm"],
+             "cos_action_to_goal": r["cos_action_to_goal"],
+             "tanh_saturated_fraction": r["tanh_saturated_fraction"],
+             "distance_to_goal_mean": r["distance_to_goal_mean"],
+             "one_step_reward_abs_error": r["reward_fit"]["model_r1_abs_error"],
+             "posterior_reward_abs_error": r["posterior_reward_fit"]["abs_error"]} for r in rows]
+
+
+def main(tags):
+    series = {t: load(t) for t in tags}
+    panels = [("meta_return", "20-task meta-episode return"),
+              ("reward_term_cos_to_goal", "cos(dr_1/da, goal direction)"),
+              ("cos_action_to_goal", "cos(action, goal direction)"),
+              ("reward_term_norm", "|dr_1/da| (true: 0.1)"),
+              ("one_step_reward_abs_error", "|r_1 - r| one imagined step"),
+              ("posterior_reward_abs_error", "|r_post - r| posterior")]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.1 * len(panels)), sharex=True)
+    for ax, (key, label) in zip(axes, panels):
+        for t, rows in series.items():
+            ax.plot([r["updates"] for r in rows], [r[key] for r in rows], marker=".", label=t)
+        ax.set_ylabel(label, fontsize=8)
+        ax.grid(alpha=0.3)
+        if key.startswith("cos"):
+            ax.axhline(0, color="k", lw=0.5)
+    axes[0].legend(fontsize=8)
+    axes[-1].set_xlabel("updates")
+    fig.suptitle("Dense control (goal radius 10, train ratio 0.1): probe every 100 updates", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(os.path.join(HERE, "series.png"), dpi=110)
+    with open(os.path.join(HERE, "series.json"), "w") as fh:
+        json.dump(series, fh, indent=1)
+    for t, rows in series.items():
+        print(t)
+        for r in rows:
+            print(f"  {r['updates']:5d} ret {r['meta_return']:8.1f} cos_r {r['reward_term_cos_to_goal']:+.2f} "
+                  f"frac {r['reward_term_towards_goal_fraction']:.2f} |dr| {r['reward_term_norm']:.4f} "
+                  f"cos_a {r['cos_action_to_goal']:+.2f} sat {r['tanh_saturated_fraction']:.2f} "
+                  f"d {r['distance_to_goal_mean']:.2f} err1 {r['one_step_reward_abs_error']:.2f} "
+                  f"errp {r['posterior_reward_abs_error']:.2f}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
