@@ -53,9 +53,13 @@ class PointRobot(Env):
 
     Attributes:
         goal_radius: reward is ``1 - d`` when the distance ``d`` to the goal is <= this, else 0.
+        reward_offset: added to the reward inside the goal disc (a diagnostic knob, 0 in every
+            paper task): with ``goal_radius=10, reward_offset=9`` the dense control's reward
+            ``1 - d`` in [-9, 1] becomes ``10 - d`` in [0, 10], same slope, never negative.
     """
 
     goal_radius: float = 0.2
+    reward_offset: float = 0.0
 
     name = "point_robot"
     obs_dim = 2
@@ -67,6 +71,8 @@ class PointRobot(Env):
     def __post_init__(self):
         if not (isinstance(self.goal_radius, (int, float)) and self.goal_radius > 0):
             raise ValueError(f"{self.name}: goal_radius must be a positive number, got {self.goal_radius!r}")
+        if not (isinstance(self.reward_offset, (int, float)) and math.isfinite(self.reward_offset)):
+            raise ValueError(f"{self.name}: reward_offset must be a finite number, got {self.reward_offset!r}")
 
     def sample_task(self, key: jax.Array) -> dict:
         """Goal (cos th, sin th) with th ~ U[0, pi]."""
@@ -93,7 +99,8 @@ class PointRobot(Env):
         pos = state.obs + STEP_SIZE * action
         delta = pos - state.task["goal"]
         dist = jnp.sqrt(jnp.sum(delta * delta))
-        reward = jnp.where(dist <= self.goal_radius, 1.0 - dist, 0.0).astype(jnp.float32)
+        reward = jnp.where(dist <= self.goal_radius, 1.0 - dist + self.reward_offset,
+                           0.0).astype(jnp.float32)
         return state.replace(obs=pos, reward=reward, inner=inner)
 
     def positions(self, obs: jax.Array) -> jax.Array:

@@ -33,7 +33,7 @@ def test_environment_options_are_checked_and_name_env_kwargs():
     c = point_robot.get_config()
     c.env_name = "escape_room"  # the point robot's options do not apply to the new environment
     with pytest.raises(trainer.ConfigError, match=r"config.env_kwargs: 'escape_room' has no "
-                                                  r"option\(s\) \['goal_radius'\].*door_width"):
+                                                  r"option\(s\) \['goal_radius', 'reward_offset'\].*door_width"):
         trainer.validate_config(c)
     trainer.validate_config(escape_room.get_config())
 

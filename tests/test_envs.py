@@ -96,6 +96,17 @@ def test_point_robot_goal_radius_override():
     np.testing.assert_allclose(float(state.reward), 0.75, atol=1e-6)
 
 
+def test_point_robot_reward_offset_shifts_the_disc_only():
+    env = PointRobot(goal_radius=10.0, reward_offset=9.0)
+    state = env.step(at(env, (-2.0, 0.0), GOAL_X), jnp.array([0.0, 0.0]))  # d = 3
+    np.testing.assert_allclose(float(state.reward), 7.0, atol=1e-6)  # 1 - 3 + 9
+    outside = PointRobot(goal_radius=0.2, reward_offset=9.0)
+    state = outside.step(at(outside, (0.0, 0.0), GOAL_X), jnp.array([0.0, 0.0]))  # d = 1 > 0.2
+    assert float(state.reward) == 0.0
+    with pytest.raises(ValueError, match="reward_offset"):
+        PointRobot(reward_offset=float("nan"))
+
+
 def test_point_robot_nan_and_inf_actions():
     env = PointRobot()
     state = env.step(at(env, (0.2, 0.3), GOAL_X), jnp.array([jnp.nan, 0.5]))
@@ -465,12 +476,13 @@ def test_escape_room_scripted_sweep_escapes_every_time_and_faster_once_the_door_
 
 
 def test_options_list_every_constructor_option_with_its_default():
-    assert envs.options("point_robot") == {"goal_radius": 0.2}
-    assert envs.options("point_robot_wind") == {"goal_radius": 0.2, "wind_force": 0.3}
+    assert envs.options("point_robot") == {"goal_radius": 0.2, "reward_offset": 0.0}
+    assert envs.options("point_robot_wind") == {"goal_radius": 0.2, "reward_offset": 0.0,
+                                                "wind_force": 0.3}
     assert envs.options("rooms") == {"num_rooms": 3}
     assert envs.option_names("escape_room") == {"door_width"}
     assert envs.resolve_options("point_robot_wind", {"wind_force": 0.0}) == {
-        "goal_radius": 0.2, "wind_force": 0.0}
+        "goal_radius": 0.2, "reward_offset": 0.0, "wind_force": 0.0}
     assert envs.resolve_options("not_registered", {"a": 1}) == {"a": 1}
     for fn in (envs.options, envs.option_names):
         with pytest.raises(ValueError, match="valid names:.*point_robot"):

@@ -505,7 +505,7 @@ def test_checkpoint_fingerprints_name_nested_fields_and_accept_older_runs():
 
     c = point_robot.get_config()
     now = checkpointing.fingerprint_of(c)
-    assert now["env_kwargs"] == {"goal_radius": 0.2}
+    assert now["env_kwargs"] == {"goal_radius": 0.2, "reward_offset": 0.0}
     assert "scan_remat" not in now["agent"]
     older = dict(now, env_kwargs={}, agent=dict(now["agent"], scan_remat="dots", scan_unroll=1))
     assert checkpointing._diff_fingerprints(older, now) == []
