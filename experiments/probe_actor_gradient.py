@@ -12,9 +12,12 @@ agent's deterministic meta-episodes on held-out tasks (the ``experiments.reprodu
 
 * ``model_gradient_norm``: |dG/da| (mean), and ``cos_model_gradient_to_goal``: the cosine
   between dG/da and the direction from the robot to the goal (mean, and the fraction > 0). For the
-  dense reward 1 - d (``env_kwargs.goal_radius`` >= the arena) the true one-step reward gradient
-  points exactly at the goal; with the sparse reward it is zero outside the goal disc, so there a
-  positive cosine can only come from the critic.
+  dense reward 1 - d the true one-step reward gradient points exactly at the goal inside the goal
+  disc, which must then cover every reachable point (``env_kwargs.goal_radius`` >= 16: per-component
+  clipping lets the robot move 0.1 * sqrt 2 per step, 15.1 from the goal after 100 steps); beyond
+  the disc the reward is 0, above the disc's outer ring (``beyond_goal_radius_fraction``). With
+  the sparse reward it is zero outside the goal disc, so there a positive cosine can only come
+  from the critic.
 * ``cos_action_to_goal``: the cosine between the agent's deterministic action and the goal
   direction (is the policy heading for the goal?).
 * ``reward_term`` / ``critic_term``: the same gradient figures for the two terms of dG/da apart,
@@ -215,6 +218,11 @@ def main():
               "env_kwargs": c.env_kwargs.to_dict(),
               # the probed deterministic meta-episodes' returns (mean over tasks; per sub-episode)
               "meta_return": float(rew.sum(1).mean()),
+              # steps beyond the goal disc, where the reward is 0: with goal_radius 10 a robot
+              # running diagonally away at full speed (reach 1 + 100 * 0.1 * sqrt 2 = 15.1) gets
+              # there, and 0 beats the 1 - d of the disc's outer ring
+              "beyond_goal_radius_fraction": float(
+                  (np.linalg.norm(to_goal, axis=-1) > c.env_kwargs.get("goal_radius", 0.2)).mean()),
               "return_per_sub_episode": [float((rew * (sub == k)).sum(1).mean()) for k in range(c.K)],
               **summarise(grad, mean, mu, std, pos, goal, sub, c.K),
               "reward_fit": reward_fit(r1[..., 0], rew, sub),

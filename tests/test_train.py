@@ -335,6 +335,7 @@ def test_probe_actor_gradient_reports_the_actor_signal(cli_run, tmp_path):
     assert first["updates"] < report["updates"]
     assert report["posterior_reward_fit"]["abs_error"] >= 0
     assert report["meta_return"] == pytest.approx(sum(report["return_per_sub_episode"]), abs=1e-3)
+    assert 0.0 <= report["beyond_goal_radius_fraction"] <= 1.0
     assert first["updates"] == steps[0] * report["updates"] // steps[-1]  # a fixed updates per round
 
 

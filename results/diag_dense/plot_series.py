@@ -28,24 +28,42 @@ def load(tag):
              "tanh_saturated_fraction": r["tanh_saturated_fraction"],
              "distance_to_goal_mean": r["distance_to_goal_mean"],
              "one_step_reward_abs_error": r["reward_fit"]["model_r1_abs_error"],
-             "posterior_reward_abs_error": r["posterior_reward_fit"]["abs_error"]} for r in rows]
+             "posterior_reward_abs_error": r["posterior_reward_fit"]["abs_error"],
+             "posterior_reward_bias": r["posterior_reward_fit"].get("bias"),
+             "rings": r.get("posterior_reward_by_distance_from_start")} for r in rows]
+
+
+def ring(r, lo):
+    """The posterior-reward row of the ring starting at distance ``lo`` from the start."""
+    return next((x for x in r["rings"] or [] if x["from"] == lo), {})
 
 
 def main(tags):
     series = {t: load(t) for t in tags}
-    panels = [("meta_return", "20-task meta-episode return"),
+    for rows in series.values():
+        for r in rows:  # the head's prediction in the far ring minus the 2-4 ring, and the truth's
+            far, mid = ring(r, 6.0), ring(r, 2.0)
+            ok = "prediction_mean" in far and "prediction_mean" in mid
+            r["far_minus_mid_prediction"] = far["prediction_mean"] - mid["prediction_mean"] if ok else None
+            r["far_minus_mid_reward"] = far["reward_mean"] - mid["reward_mean"] if ok else None
+            r["far_ring_shrink"] = far.get("shrink")
+            r["far_ring_fraction"] = far.get("steps", 0) / max(1, sum(x["steps"] for x in r["rings"] or []))
+    panels = [("distance_to_goal_mean", "mean distance to goal"),
               ("reward_term_cos_to_goal", "cos(dr_1/da, goal direction)"),
               ("cos_action_to_goal", "cos(action, goal direction)"),
               ("reward_term_norm", "|dr_1/da| (true: 0.1)"),
               ("one_step_reward_abs_error", "|r_1 - r| one imagined step"),
-              ("posterior_reward_abs_error", "|r_post - r| posterior")]
+              ("posterior_reward_abs_error", "|r_post - r| posterior"),
+              ("far_minus_mid_prediction", "r_post(>6) - r_post(2-4)"),
+              ("far_ring_shrink", "shrink to 0, ring > 6")]
     fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.1 * len(panels)), sharex=True)
     for ax, (key, label) in zip(axes, panels):
         for t, rows in series.items():
-            ax.plot([r["updates"] for r in rows], [r[key] for r in rows], marker=".", label=t)
+            pts = [(r["updates"], r[key]) for r in rows if r[key] is not None]
+            ax.plot([u for u, _ in pts], [v for _, v in pts], marker=".", label=t)
         ax.set_ylabel(label, fontsize=8)
         ax.grid(alpha=0.3)
-        if key.startswith("cos"):
+        if key.startswith(("cos", "far_minus")):
             ax.axhline(0, color="k", lw=0.5)
     axes[0].legend(fontsize=8)
     axes[-1].set_xlabel("updates")
@@ -61,7 +79,13 @@ def main(tags):
                   f"frac {r['reward_term_towards_goal_fraction']:.2f} |dr| {r['reward_term_norm']:.4f} "
                   f"cos_a {r['cos_action_to_goal']:+.2f} sat {r['tanh_saturated_fraction']:.2f} "
                   f"d {r['distance_to_goal_mean']:.2f} err1 {r['one_step_reward_abs_error']:.2f} "
-                  f"errp {r['posterior_reward_abs_error']:.2f}")
+                  f"errp {r['posterior_reward_abs_error']:.2f} far-mid pred {_f(r['far_minus_mid_prediction'])} "
+                  f"true {_f(r['far_minus_mid_reward'])} shrink>6 {_f(r['far_ring_shrink'])} "
+                  f"in>6 {r['far_ring_fraction']:.2f}")
+
+
+def _f(x):
+    return "  -  " if x is None else f"{x:+.2f}"
 
 
 if __name__ == "__main__":
