@@ -127,10 +127,9 @@ def shrink_by_distance(filtered: np.ndarray, reward: np.ndarray, pos: np.ndarray
     """The posterior reward head against the observed reward, by the robot's distance from its
     start: filtered, reward [E, T]; pos [E, T, 2]. Per bin: steps, mean reward, mean prediction
     and ``shrink`` = 1 - mean symlog(prediction) / mean symlog(reward), the fraction by which the
-    head pulls its symlog-space mean towards 0 (0: unbiased; 1: predicts 0). A shrink that grows
-    towards the rarely visited far ring makes unfamiliar states look better than they are where
-    the reward is negative, and pulls the action gradient outwards."""
-    symlog = lambda x: np.sign(x) * np.log1p(np.abs(x))
+    head pulls its symlog-space mean towards 0 (0: unbiased; 1: predicts 0). Where the reward is
+    negative, a shrink that grows with distance makes far states look better than they are."""
+    symlog = lambda x: np.asarray(dist.symlog(x))
     dist_start = np.linalg.norm(pos, axis=-1)
     out = []
     for lo, hi in zip(edges[:-1], edges[1:]):
@@ -222,7 +221,7 @@ def main():
               # running diagonally away at full speed (reach 1 + 100 * 0.1 * sqrt 2 = 15.1) gets
               # there, and 0 beats the 1 - d of the disc's outer ring
               "beyond_goal_radius_fraction": float(
-                  (np.linalg.norm(to_goal, axis=-1) > c.env_kwargs.get("goal_radius", 0.2)).mean()),
+                  (np.linalg.norm(to_goal, axis=-1) > setup.meta.env.goal_radius).mean()),
               "return_per_sub_episode": [float((rew * (sub == k)).sum(1).mean()) for k in range(c.K)],
               **summarise(grad, mean, mu, std, pos, goal, sub, c.K),
               "reward_fit": reward_fit(r1[..., 0], rew, sub),

@@ -67,7 +67,7 @@ def main(tags):
             ax.axhline(0, color="k", lw=0.5)
     axes[0].legend(fontsize=8)
     axes[-1].set_xlabel("updates")
-    fig.suptitle("Dense control (goal radius 10, train ratio 0.1): probe every 100 updates", fontsize=9)
+    fig.suptitle("Dense control (train ratio 0.1; goal radius 10 unless the tag says): probed checkpoints", fontsize=9)
     fig.tight_layout()
     fig.savefig(os.path.join(HERE, "series.png"), dpi=110)
     with open(os.path.join(HERE, "series.json"), "w") as fh:
