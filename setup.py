@@ -19,7 +19,7 @@ INSTALL_REQUIRES = [
 ]
 EXTRAS = {
     "mjx": ["mujoco==4.0.0", "mujoco-mjx==3.17.0"],
-    "dev": ["pytest>=8", "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29", "pyyaml>=6"],
+    "dev": ["pytest>=8", "pytest-xdist==3.8.0", "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29", "pyyaml>=6"],
 }
 
 setup(
