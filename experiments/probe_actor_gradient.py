@@ -97,15 +97,19 @@ def _cos(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.sum(u * v, -1) / np.maximum(nu * nv, 1e-12)
 
 
+def _corr(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Pearson correlation of two flat arrays; None where either is constant."""
+    return float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else None
+
+
 def reward_fit(r1: np.ndarray, reward: np.ndarray, sub: np.ndarray) -> dict:
     """How the model's r_1 at the taken action predicts the next reward, against copying the
     current one. r1, reward, sub [E, T]; pairs (t, t + 1) inside one sub-episode."""
     same = (sub[:, :-1] == sub[:, 1:]).ravel()
     pred, now, nxt = r1[:, :-1].ravel()[same], reward[:, :-1].ravel()[same], reward[:, 1:].ravel()[same]
-    corr = lambda a, b: float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else None
-    return {"model_r1_corr_next_reward": corr(pred, nxt),
+    return {"model_r1_corr_next_reward": _corr(pred, nxt),
             "model_r1_abs_error": float(np.abs(pred - nxt).mean()),
-            "copy_current_reward_corr_next_reward": corr(now, nxt),
+            "copy_current_reward_corr_next_reward": _corr(now, nxt),
             "copy_current_reward_abs_error": float(np.abs(now - nxt).mean())}
 
 
@@ -114,8 +118,7 @@ def posterior_fit(filtered: np.ndarray, reward: np.ndarray) -> dict:
     posterior has seen): filtered, reward [E, T]. Next to ``reward_fit`` it separates a reward
     head that misreads states from an imagined step that lands in the wrong state."""
     a, b = filtered.ravel(), reward.ravel()
-    corr = float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else None
-    return {"corr": corr, "abs_error": float(np.abs(a - b).mean()), "bias": float((a - b).mean()),
+    return {"corr": _corr(a, b), "abs_error": float(np.abs(a - b).mean()), "bias": float((a - b).mean()),
             "reward_mean": float(b.mean())}
 
 
