@@ -112,6 +112,11 @@ def return_to_go(reward: np.ndarray, discount: float) -> np.ndarray:
     return np.concatenate([np.asarray(g).T, np.zeros_like(reward[:, :1], np.float32)], 1)
 
 
+def correlation(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Pearson correlation of two flat arrays; None where either is constant."""
+    return float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else None
+
+
 def summarise_values(rollout, values, discount: float, K: int, H: int) -> dict:
     """The critic against the discounted return-to-go of the same meta-episodes, on the steps whose
     return-to-go spans at least the critic's effective horizon within the meta-episode (the first
@@ -121,12 +126,11 @@ def summarise_values(rollout, values, discount: float, K: int, H: int) -> dict:
     v = np.asarray(values, np.float64)
     first = slice(0, H)
     gv, vv = g[:, first].ravel(), v[:, first].ravel()
-    corr = float(np.corrcoef(gv, vv)[0, 1]) if gv.std() > 0 and vv.std() > 0 else None
     return {"discount": discount,
             "value_mean_first_sub_episode": float(vv.mean()),
             "return_to_go_mean_first_sub_episode": float(gv.mean()),
             "value_to_return_ratio": float(vv.mean() / gv.mean()) if gv.mean() > 0 else None,
-            "correlation_first_sub_episode": corr,
+            "correlation_first_sub_episode": correlation(gv, vv),
             "value_mean_per_sub_episode": [float(v[:, k * H:(k + 1) * H].mean()) for k in range(K)],
             "return_to_go_mean_per_sub_episode": [float(g[:, k * H:(k + 1) * H].mean())
                                                   for k in range(K)]}

@@ -51,7 +51,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments.inspect_run import held_out_rollout, load_trained, reward_predictions  # noqa: E402
+from experiments.inspect_run import correlation, held_out_rollout, load_trained, reward_predictions  # noqa: E402
 from experiments.reproduce import HELD_OUT_SEED  # noqa: E402
 from mamba_jax import collect as collect_lib  # noqa: E402
 from mamba_jax import distributions as dist  # noqa: E402
@@ -97,19 +97,14 @@ def _cos(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.sum(u * v, -1) / np.maximum(nu * nv, 1e-12)
 
 
-def _corr(a: np.ndarray, b: np.ndarray) -> float | None:
-    """Pearson correlation of two flat arrays; None where either is constant."""
-    return float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else None
-
-
 def reward_fit(r1: np.ndarray, reward: np.ndarray, sub: np.ndarray) -> dict:
     """How the model's r_1 at the taken action predicts the next reward, against copying the
     current one. r1, reward, sub [E, T]; pairs (t, t + 1) inside one sub-episode."""
     same = (sub[:, :-1] == sub[:, 1:]).ravel()
     pred, now, nxt = r1[:, :-1].ravel()[same], reward[:, :-1].ravel()[same], reward[:, 1:].ravel()[same]
-    return {"model_r1_corr_next_reward": _corr(pred, nxt),
+    return {"model_r1_corr_next_reward": correlation(pred, nxt),
             "model_r1_abs_error": float(np.abs(pred - nxt).mean()),
-            "copy_current_reward_corr_next_reward": _corr(now, nxt),
+            "copy_current_reward_corr_next_reward": correlation(now, nxt),
             "copy_current_reward_abs_error": float(np.abs(now - nxt).mean())}
 
 
@@ -118,7 +113,7 @@ def posterior_fit(filtered: np.ndarray, reward: np.ndarray) -> dict:
     posterior has seen): filtered, reward [E, T]. Next to ``reward_fit`` it separates a reward
     head that misreads states from an imagined step that lands in the wrong state."""
     a, b = filtered.ravel(), reward.ravel()
-    return {"corr": _corr(a, b), "abs_error": float(np.abs(a - b).mean()), "bias": float((a - b).mean()),
+    return {"corr": correlation(a, b), "abs_error": float(np.abs(a - b).mean()), "bias": float((a - b).mean()),
             "reward_mean": float(b.mean())}
 
 

@@ -380,6 +380,15 @@ def test_return_to_go_is_what_the_critic_estimates():
     np.testing.assert_allclose(return_to_go(r, 0.5), [[1.0 + 0.0 + 0.5, 0.0 + 1.0, 2.0, 0.0]])
 
 
+def test_correlation_is_pearson_and_none_when_constant():
+    from experiments.inspect_run import correlation
+
+    a = np.array([0.0, 1.0, 2.0, 3.0])
+    assert correlation(a, 2 * a + 1) == pytest.approx(1.0)
+    assert correlation(a, -a) == pytest.approx(-1.0)
+    assert correlation(a, np.ones(4)) is None and correlation(np.ones(4), a) is None
+
+
 def test_split_round_equals_the_fused_round_program():
     """``Phases.round`` (collect executable + one update executable called n times) gives the
     same state and metrics as ``trainer.train_round`` (the whole round as one program)."""
