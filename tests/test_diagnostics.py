@@ -36,6 +36,26 @@ def test_twohot_head_probe_learns_a_dense_reward():
     assert rows[-1]["pred_at_reward"] > 0.5 > 0.1 > rows[-1]["pred_at_zero"]
 
 
+def test_twohot_offset_probe_batches_and_learns_the_variation():
+    """The offset mode's rewards are offset + U[-spread, spread], visible in 8 input dims (as
+    3 u / spread, or 3 symlog(reward) with symlog_input); with a large learning rate the head
+    learns the level and most of the variation around it within 300 updates."""
+    from experiments import probe_twohot_head
+    from mamba_jax.nets import symlog
+
+    x, r = probe_twohot_head.offset_batch(jax.random.PRNGKey(0), 4000, 8.5, 1.0)
+    assert x.shape == (4000, probe_twohot_head.FEATURES)
+    assert 7.5 <= float(r.min()) and float(r.max()) <= 9.5
+    np.testing.assert_allclose(np.asarray(x[:, :8].mean(1) - 3.0 * (r - 8.5)), 0.0, atol=1.5)
+    xs, rs = probe_twohot_head.offset_batch(jax.random.PRNGKey(0), 4000, 8.5, 1.0, symlog_input=True)
+    np.testing.assert_allclose(np.asarray(rs), np.asarray(r))
+    np.testing.assert_allclose(float((xs[:, :8].mean(1) - 3.0 * symlog(rs)).mean()), 0.0, atol=0.05)
+    rows = probe_twohot_head.offset_probe(0.0, 1.0, 300, 1e-3, {10, 300}, batch=256)
+    assert [row["update"] for row in rows] == [10, 300]
+    assert rows[-1]["corr"] > 0.9 and rows[-1]["slope"] > 0.5
+    assert abs(rows[-1]["pred_mean"]) < 0.2
+
+
 def test_critic_probe_true_values_and_learning():
     """The chain's closed-form values equal the discounted sum of its rewards, and the critic
     (this codebase's update) moves towards them; with a large learning rate, within 300 updates."""
