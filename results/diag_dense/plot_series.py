@@ -30,6 +30,9 @@ def load(tag):
              "one_step_reward_abs_error": r["reward_fit"]["model_r1_abs_error"],
              "posterior_reward_abs_error": r["posterior_reward_fit"]["abs_error"],
              "posterior_reward_bias": r["posterior_reward_fit"].get("bias"),
+             "posterior_reward_corr": r["posterior_reward_fit"].get("corr"),
+             "one_step_reward_corr": r["reward_fit"]["model_r1_corr_next_reward"],
+             "copy_reward_corr": r["reward_fit"]["copy_current_reward_corr_next_reward"],
              "rings": r.get("posterior_reward_by_distance_from_start")} for r in rows]
 
 
@@ -54,21 +57,27 @@ def main(tags):
               ("reward_term_norm", "|dr_1/da| (true: 0.1)"),
               ("one_step_reward_abs_error", "|r_1 - r| one imagined step"),
               ("posterior_reward_abs_error", "|r_post - r| posterior"),
+              ("posterior_reward_corr", "corr(r_post, r) posterior"),
+              ("one_step_reward_corr", "corr(r_1, r') one imagined step"),
               ("far_minus_mid_prediction", "r_post(>6) - r_post(2-4)"),
               ("far_ring_shrink", "shrink to 0, ring > 6")]
     fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.1 * len(panels)), sharex=True)
     for ax, (key, label) in zip(axes, panels):
-        for t, rows in series.items():
+        for i, (t, rows) in enumerate(series.items()):
             pts = [(r["updates"], r[key]) for r in rows if r[key] is not None]
-            ax.plot([u for u, _ in pts], [v for _, v in pts], marker=".", label=t)
+            ax.plot([u for u, _ in pts], [v for _, v in pts], marker=".", label=t,
+                    color=plt.cm.tab20(i % 20), ls="--" if t.startswith("mamba") else "-")
         ax.set_ylabel(label, fontsize=8)
         ax.grid(alpha=0.3)
-        if key.startswith(("cos", "far_minus")):
+        if key.startswith(("cos", "far_minus")) or key.endswith("_corr"):
             ax.axhline(0, color="k", lw=0.5)
-    axes[0].legend(fontsize=8)
     axes[-1].set_xlabel("updates")
     fig.suptitle("Dense control (train ratio 0.1; goal radius 10 unless the tag says): probed checkpoints", fontsize=9)
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    rows_of_legend = -(-len(labels) // 3)
+    top = 1 - (0.012 * rows_of_legend + 0.02)
+    fig.legend(handles, labels, loc="upper center", ncol=3, fontsize=7, bbox_to_anchor=(0.5, top + 0.012))
+    fig.tight_layout(rect=(0, 0, 1, top - 0.005))
     fig.savefig(os.path.join(HERE, "series.png"), dpi=110)
     with open(os.path.join(HERE, "series.json"), "w") as fh:
         json.dump(series, fh, indent=1)
@@ -81,7 +90,8 @@ def main(tags):
                   f"d {r['distance_to_goal_mean']:.2f} err1 {r['one_step_reward_abs_error']:.2f} "
                   f"errp {r['posterior_reward_abs_error']:.2f} far-mid pred {_f(r['far_minus_mid_prediction'])} "
                   f"true {_f(r['far_minus_mid_reward'])} shrink>6 {_f(r['far_ring_shrink'])} "
-                  f"in>6 {r['far_ring_fraction']:.2f}")
+                  f"in>6 {r['far_ring_fraction']:.2f} corr_p {_f(r['posterior_reward_corr'])} "
+                  f"corr1 {_f(r['one_step_reward_corr'])} corr_copy {_f(r['copy_reward_corr'])}")
 
 
 def _f(x):
