@@ -25,6 +25,9 @@ agent's deterministic meta-episodes on held-out tasks (the ``experiments.reprodu
 * ``reward_fit``: the model's r_1 at the taken action against the true next reward (correlation,
   mean absolute error), next to the same figures for copying the current reward (an input of the
   posterior): a reward head that only copies its input is accurate and gives no action gradient.
+  Also r_1 against the reward head at the next step's posterior (``model_r1_corr_next_posterior``,
+  and the two predictions' changes from step t, ``model_r1_change_corr_posterior_change``):
+  does the imagined step land where the next observation puts the model?
 * ``posterior_reward_fit``: the reward head at the posterior of each step against the reward
   observed there (correlation, mean absolute error, mean signed error ``bias``, mean reward):
   is a poor ``reward_fit`` the reward head's or the imagined step's? And
@@ -97,21 +100,40 @@ def _cos(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.sum(u * v, -1) / np.maximum(nu * nv, 1e-12)
 
 
-def reward_fit(r1: np.ndarray, reward: np.ndarray, sub: np.ndarray) -> dict:
+def reward_fit(r1: np.ndarray, reward: np.ndarray, sub: np.ndarray,
+               filtered: np.ndarray | None = None) -> dict:
     """How the model's r_1 at the taken action predicts the next reward, against copying the
-    current one. r1, reward, sub [E, T]; pairs (t, t + 1) inside one sub-episode."""
+    current one. r1, reward, sub [E, T]; pairs (t, t + 1) inside one sub-episode. With
+    ``filtered`` [E, T] (the reward head at each step's posterior) also how r_1 matches the head
+    at the next step's posterior: r_1 far from the truth but close to it blames the head; far
+    from both, with the posterior close to the truth, blames the imagined (prior) step."""
     same = (sub[:, :-1] == sub[:, 1:]).ravel()
     pred, now, nxt = r1[:, :-1].ravel()[same], reward[:, :-1].ravel()[same], reward[:, 1:].ravel()[same]
-    return {"model_r1_corr_next_reward": correlation(pred, nxt),
-            "model_r1_abs_error": float(np.abs(pred - nxt).mean()),
-            "copy_current_reward_corr_next_reward": correlation(now, nxt),
-            "copy_current_reward_abs_error": float(np.abs(now - nxt).mean())}
+    fit = {"model_r1_corr_next_reward": correlation(pred, nxt),
+           "model_r1_abs_error": float(np.abs(pred - nxt).mean()),
+           "copy_current_reward_corr_next_reward": correlation(now, nxt),
+           "copy_current_reward_abs_error": float(np.abs(now - nxt).mean())}
+    if filtered is not None:
+        post_next = filtered[:, 1:].ravel()[same]
+        fit["model_r1_corr_next_posterior"] = correlation(pred, post_next)
+        fit["model_r1_abs_error_next_posterior"] = float(np.abs(pred - post_next).mean())
+        # the posterior head against the truth on the same pairs: unlike posterior_fit, this
+        # leaves out each sub-episode's first step (whose observed reward is the reset's)
+        fit["next_posterior_corr_next_reward"] = correlation(post_next, nxt)
+        # the imagined step's change against the posterior's own change, both from step t:
+        # does the prior move the reward the way the next observation does?
+        fit["model_r1_change_corr_posterior_change"] = correlation(
+            pred - filtered[:, :-1].ravel()[same], post_next - filtered[:, :-1].ravel()[same])
+    return fit
 
 
 def posterior_fit(filtered: np.ndarray, reward: np.ndarray) -> dict:
     """How the reward head at the posterior of step t fits the reward observed at t (which the
     posterior has seen): filtered, reward [E, T]. Next to ``reward_fit`` it separates a reward
-    head that misreads states from an imagined step that lands in the wrong state."""
+    head that misreads states from an imagined step that lands in the wrong state. Every step
+    counts, each sub-episode's first too, whose observed reward is the reset's 0: where the
+    reward is far from 0 elsewhere (``reward_offset``), those few steps can dominate ``corr``;
+    ``reward_fit``'s ``next_posterior_corr_next_reward`` leaves them out."""
     a, b = filtered.ravel(), reward.ravel()
     return {"corr": correlation(a, b), "abs_error": float(np.abs(a - b).mean()), "bias": float((a - b).mean()),
             "reward_mean": float(b.mean())}
@@ -222,7 +244,7 @@ def main():
                   (np.linalg.norm(to_goal, axis=-1) > setup.meta.env.goal_radius).mean()),
               "return_per_sub_episode": [float((rew * (sub == k)).sum(1).mean()) for k in range(c.K)],
               **summarise(grad, mean, mu, std, pos, goal, sub, c.K),
-              "reward_fit": reward_fit(r1[..., 0], rew, sub),
+              "reward_fit": reward_fit(r1[..., 0], rew, sub, filtered[..., 0]),
               "posterior_reward_fit": posterior_fit(filtered[..., 0], rew),
               "posterior_reward_by_distance_from_start": shrink_by_distance(filtered[..., 0], rew, pos),
               # the two terms of dG/da: the reward head's and the critic's (discount * cont * v_1)

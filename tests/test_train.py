@@ -361,6 +361,17 @@ def test_actor_gradient_summary_geometry():
     assert fit["model_r1_corr_next_reward"] == pytest.approx(1.0)
     assert fit["model_r1_abs_error"] == pytest.approx(0.0)
     assert fit["copy_current_reward_abs_error"] == pytest.approx(1.0)
+    assert "model_r1_corr_next_posterior" not in fit
+    post_heads = reward + np.array([[0.0, 0.5, -0.5, 0.5]])  # the head at each posterior
+    fit = reward_fit(reward + 1.0, reward, np.zeros((1, 4), int), post_heads)
+    assert fit["model_r1_abs_error_next_posterior"] == pytest.approx(0.5)
+    assert fit["model_r1_corr_next_posterior"] == pytest.approx(
+        np.corrcoef([1.0, 2.0, 3.0], [1.5, 1.5, 3.5])[0, 1])
+    assert fit["next_posterior_corr_next_reward"] == pytest.approx(
+        np.corrcoef([1.5, 1.5, 3.5], [1.0, 2.0, 3.0])[0, 1])
+    # changes from t: r_1 - head_t = [1, 0.5, 1.5]; head_{t+1} - head_t = [1.5, 0, 2]
+    assert fit["model_r1_change_corr_posterior_change"] == pytest.approx(
+        np.corrcoef([1.0, 0.5, 1.5], [1.5, 0.0, 2.0])[0, 1])
     post = posterior_fit(reward + 0.5, reward)
     assert post["corr"] == pytest.approx(1.0) and post["abs_error"] == pytest.approx(0.5)
     assert post["bias"] == pytest.approx(0.5) and post["reward_mean"] == pytest.approx(1.5)

@@ -33,6 +33,10 @@ def load(tag):
              "posterior_reward_corr": r["posterior_reward_fit"].get("corr"),
              "one_step_reward_corr": r["reward_fit"]["model_r1_corr_next_reward"],
              "copy_reward_corr": r["reward_fit"]["copy_current_reward_corr_next_reward"],
+             # within sub-episodes (no reset steps): the posterior head at t+1 against the truth,
+             # and r_1 against that head (None in probes made before session 26)
+             "next_posterior_corr": r["reward_fit"].get("next_posterior_corr_next_reward"),
+             "one_step_vs_next_posterior_corr": r["reward_fit"].get("model_r1_corr_next_posterior"),
              "rings": r.get("posterior_reward_by_distance_from_start")} for r in rows]
 
 
@@ -59,6 +63,7 @@ def main(tags):
               ("posterior_reward_abs_error", "|r_post - r| posterior"),
               ("posterior_reward_corr", "corr(r_post, r) posterior"),
               ("one_step_reward_corr", "corr(r_1, r') one imagined step"),
+              ("next_posterior_corr", "corr(r_post', r') in sub-episode"),
               ("far_minus_mid_prediction", "r_post(>6) - r_post(2-4)"),
               ("far_ring_shrink", "shrink to 0, ring > 6")]
     fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.1 * len(panels)), sharex=True)
@@ -91,7 +96,8 @@ def main(tags):
                   f"errp {r['posterior_reward_abs_error']:.2f} far-mid pred {_f(r['far_minus_mid_prediction'])} "
                   f"true {_f(r['far_minus_mid_reward'])} shrink>6 {_f(r['far_ring_shrink'])} "
                   f"in>6 {r['far_ring_fraction']:.2f} corr_p {_f(r['posterior_reward_corr'])} "
-                  f"corr1 {_f(r['one_step_reward_corr'])} corr_copy {_f(r['copy_reward_corr'])}")
+                  f"corr1 {_f(r['one_step_reward_corr'])} corr_copy {_f(r['copy_reward_corr'])} "
+                  f"corr_p_in {_f(r['next_posterior_corr'])} corr1_p {_f(r['one_step_vs_next_posterior_corr'])}")
 
 
 def _f(x):
