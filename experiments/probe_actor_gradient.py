@@ -114,7 +114,7 @@ def reward_fit(r1: np.ndarray, reward: np.ndarray, sub: np.ndarray,
            "copy_current_reward_corr_next_reward": correlation(now, nxt),
            "copy_current_reward_abs_error": float(np.abs(now - nxt).mean())}
     if filtered is not None:
-        post_next = filtered[:, 1:].ravel()[same]
+        post_now, post_next = filtered[:, :-1].ravel()[same], filtered[:, 1:].ravel()[same]
         fit["model_r1_corr_next_posterior"] = correlation(pred, post_next)
         fit["model_r1_abs_error_next_posterior"] = float(np.abs(pred - post_next).mean())
         # the posterior head against the truth on the same pairs: unlike posterior_fit, this
@@ -122,8 +122,7 @@ def reward_fit(r1: np.ndarray, reward: np.ndarray, sub: np.ndarray,
         fit["next_posterior_corr_next_reward"] = correlation(post_next, nxt)
         # the imagined step's change against the posterior's own change, both from step t:
         # does the prior move the reward the way the next observation does?
-        fit["model_r1_change_corr_posterior_change"] = correlation(
-            pred - filtered[:, :-1].ravel()[same], post_next - filtered[:, :-1].ravel()[same])
+        fit["model_r1_change_corr_posterior_change"] = correlation(pred - post_now, post_next - post_now)
     return fit
 
 

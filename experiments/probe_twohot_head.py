@@ -141,6 +141,8 @@ def main():
     args = p.parse_args()
     checkpoints = {c for c in (10, 100, 300, 1000, 2000, 3000, args.steps) if c <= args.steps}
     t0 = time.time()
+    out = args.out or os.path.join("results", "inspect", "twohot_offset_probe.json"
+                                   if args.offsets is not None else "twohot_head_probe.json")
     if args.offsets is not None:
         result = {"lr": args.lr, "steps": args.steps, "spread": args.spread,
                   "symlog_input": args.symlog_input,
@@ -158,7 +160,7 @@ def main():
                       f"pred mean {r['pred_mean']:+.3f}  corr {corr}  slope {r['slope']:.3f}",
                       flush=True)
         result["seconds"] = time.time() - t0
-        bench_common.write_json(args.out or "results/inspect/twohot_offset_probe.json", result)
+        bench_common.write_json(out, result)
         return
     result = {"lr": args.lr, "steps": args.steps, "machine": bench_common.machine_info(),
               "note": "reward head alone, official init/optimiser; reward visible in 8 of 768 "
@@ -171,8 +173,6 @@ def main():
                   f"pred@reward {r['pred_at_reward']:.3f}  pred@zero {r['pred_at_zero']:.4f}",
                   flush=True)
     result["seconds"] = time.time() - t0
-    out = args.out or "results/inspect/twohot_head_probe.json"
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     bench_common.write_json(out, result)
 
 
