@@ -21,6 +21,8 @@
 """
 from __future__ import annotations
 
+import math
+
 import ml_collections
 
 DREAMERV3_SIZES = {
@@ -46,6 +48,12 @@ def _official() -> ml_collections.ConfigDict:
     c.cnn_depth = 32
     c.enc_mlp_layers = 2
     c.enc_mlp_units = 512
+    # a diagnostic, 0 in MAMBA and DreamerV3: subtracted from the observed last reward where it is
+    # an observation (encoder input, decoder target), not from the reward head's target or the
+    # returns. With env_kwargs.reward_offset=x and obs_reward_shift=x the agent observes the
+    # unshifted task's rewards (a sub-episode's reset reward 0 reads as -x) but is trained on
+    # the shifted ones
+    c.obs_reward_shift = 0.0
     c.dec_mlp_layers = 2
     c.dec_mlp_units = 512
     # heads
@@ -146,7 +154,7 @@ class FieldError(ValueError):
 
 
 # Agent fields added after run folders were first saved, with the value an older config means.
-ADDED_LATER = {'scan_remat': 'none', 'start_context': 0}
+ADDED_LATER = {'scan_remat': 'none', 'start_context': 0, 'obs_reward_shift': 0.0}
 
 
 def scan_remat(c) -> str:
@@ -157,6 +165,11 @@ def scan_remat(c) -> str:
 def start_context(c) -> int:
     """``c.start_context``; 0 for configs saved before the field existed (older run folders)."""
     return c.get('start_context', ADDED_LATER['start_context'])
+
+
+def obs_reward_shift(c) -> float:
+    """``c.obs_reward_shift``; 0 for configs saved before the field existed (older run folders)."""
+    return c.get('obs_reward_shift', ADDED_LATER['obs_reward_shift'])
 
 
 def validate(c: ml_collections.ConfigDict) -> None:
@@ -179,4 +192,6 @@ def validate(c: ml_collections.ConfigDict) -> None:
     check(scan_remat(c) in ('none', 'dots', 'nothing'), 'scan_remat',
           "must be 'none', 'dots' or 'nothing'")
     check(start_context(c) >= 0, 'start_context', 'must be >= 0 (0 = the training posteriors)')
+    check(isinstance(obs_reward_shift(c), (int, float)) and not isinstance(obs_reward_shift(c), bool)
+          and math.isfinite(obs_reward_shift(c)), 'obs_reward_shift', 'must be a finite number')
     check(c.imag_horizon >= 2, 'imag_horizon', 'must be >= 2 (one lambda-return target)')

@@ -146,6 +146,9 @@ class WorldModel:
 
     def embed(self, params, obs: dict) -> jax.Array:
         """obs with leading axes [...] -> embed [..., E]."""
+        shift = config_lib.obs_reward_shift(self.config)
+        if shift:
+            obs = dict(obs, reward=obs['reward'] - shift)
         return self.encoder.apply({'params': params['encoder']}, obs)
 
     def initial_state(self, params, batch_shape) -> rssm_lib.State:
@@ -277,6 +280,8 @@ class WorldModel:
         preds = self.apply_head(params, prefix + 'decoder', x)
         for k, _ in self.vector_keys:
             target = tg[k] if k == 'state' else tg[k][..., None]
+            if k == 'reward':  # the observed reward: shifted like the encoder's input (embed)
+                target = target - config_lib.obs_reward_shift(self.config)
             dist2 = (preds[k] - symlog(target))**2
             dist2 = jnp.where(dist2 < 1e-8, 0.0, dist2)
             out[f'{prefix}decoder_{k}'] = mean(jnp.sum(dist2, -1))

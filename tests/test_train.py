@@ -539,6 +539,13 @@ def test_checkpoint_fingerprints_name_nested_fields_and_accept_older_runs():
     assert checkpointing._diff_fingerprints(before_start, checkpointing.fingerprint_of(c)) == [
         "agent.start_context: checkpoint=0 now=64"]
     c.agent.start_context = 0
+    # written before agent.obs_reward_shift existed: reads as 0 (the reward observed as it is)
+    before_shift = dict(now, agent={k: v for k, v in now["agent"].items() if k != "obs_reward_shift"})
+    assert checkpointing._diff_fingerprints(before_shift, now) == []
+    c.agent.obs_reward_shift = 9.0
+    assert checkpointing._diff_fingerprints(before_shift, checkpointing.fingerprint_of(c)) == [
+        "agent.obs_reward_shift: checkpoint=0.0 now=9.0"]
+    c.agent.obs_reward_shift = 0.0
     c.env_kwargs.goal_radius = 0.5
     c.agent.model_lr = 3e-4
     c.agent.scan_remat = "none"  # performance only: not a difference

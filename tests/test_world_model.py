@@ -132,6 +132,31 @@ def test_wm_loss_names_and_masking(tiny_wm):
     assert abs(float(loss3) - float(loss)) > 1e-3
 
 
+def test_obs_reward_shift_moves_the_observed_reward_only(tiny_wm):
+    """agent.obs_reward_shift = s on rewards r + s: the encoder and the decoder see r (same
+    posteriors and reconstruction losses as the unshifted model on r), the reward head is trained
+    on r + s."""
+    wm, params = tiny_wm
+    # the reward head's output layer starts at zero (uniform over bins): give it weights
+    out = params['reward']['out']
+    params = dict(params, reward=dict(params['reward'], out=jax.tree.map(
+        lambda x: x + 0.3 * jax.random.normal(jax.random.key(5), x.shape), out)))
+    cfg = agent_config('tiny', obs_reward_shift=9.0)
+    shifted = wm_lib.WorldModel(ml_collections.FrozenConfigDict(cfg), obs_dim=3, action_dim=2)
+    batch = _batch(jax.random.key(1))
+    up = dict(batch, reward=batch['reward'] + 9.0)
+    loss = tjit(shifted.loss)
+    _, (post_s, m_s) = loss(params, up, jax.random.key(2), jnp.int32(12))
+    _, (post, m) = tjit(wm.loss)(params, batch, jax.random.key(2), jnp.int32(12))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), post_s, post)
+    for k in ('wm/decoder_reward', 'wm/decoder_state', 'wm/decoder_time_step', 'wm/kl_dyn'):
+        np.testing.assert_allclose(m_s[k], m[k], rtol=1e-5, atol=1e-6)
+    # same features, but the reward head's target is the environment's reward r + 9, not r
+    assert abs(float(m_s['wm/reward']) - float(m['wm/reward'])) > 0.1
+    with pytest.raises(ValueError, match='obs_reward_shift'):
+        agent_config('tiny', obs_reward_shift=float('nan'))
+
+
 def test_reward_hit_diagnostics_give_conditional_means_over_a_round():
     # two batches of one round: 1 of 4 steps rewarded, then 2 of 4; the round's mean prediction
     # at rewarded steps weights each rewarded step once (not each batch once)
