@@ -33,6 +33,9 @@ agent's deterministic meta-episodes on held-out tasks (the ``experiments.reprodu
   is a poor ``reward_fit`` the reward head's or the imagined step's? And
   ``posterior_reward_by_distance_from_start``: the same by distance from the start, with the
   head's shrink towards 0 (does it flatter the rarely visited far states?).
+* ``decoder_reward_fit``: the decoder's reconstruction of the observed reward at each
+  posterior, next to the reward head there, against the reward, inside sub-episodes, with their
+  standard deviations: does the posterior carry the reward the head misreads?
 * ``meta_return`` / ``return_per_sub_episode``: what the probed meta-episodes scored.
 * ``tanh_saturated_fraction``: the fraction of action components whose pre-tanh mean has
   |mu| > 2 (tanh slope < 0.07: the gradient reaching the actor is 14x smaller or less), and
@@ -57,6 +60,7 @@ import numpy as np  # noqa: E402
 from experiments.inspect_run import correlation, held_out_rollout, load_trained, reward_predictions  # noqa: E402
 from experiments.reproduce import HELD_OUT_SEED  # noqa: E402
 from mamba_jax import collect as collect_lib  # noqa: E402
+from mamba_jax import config as config_lib  # noqa: E402
 from mamba_jax import distributions as dist  # noqa: E402
 from mamba_jax import rssm as rssm_lib  # noqa: E402
 from mamba_jax import trainer  # noqa: E402
@@ -136,6 +140,20 @@ def posterior_fit(filtered: np.ndarray, reward: np.ndarray) -> dict:
     a, b = filtered.ravel(), reward.ravel()
     return {"corr": correlation(a, b), "abs_error": float(np.abs(a - b).mean()), "bias": float((a - b).mean()),
             "reward_mean": float(b.mean())}
+
+
+def decoder_fit(decoded: np.ndarray, filtered: np.ndarray, reward: np.ndarray, sub: np.ndarray) -> dict:
+    """Does the posterior carry the observed reward, and does the reward head read it? decoded
+    [E, T]: the decoder's reconstruction of the observed reward at each step's posterior (in
+    reward units); filtered [E, T]: the reward head there; reward, sub [E, T]. Over the steps
+    inside a sub-episode (each sub-episode's reset step left out, as in ``reward_fit``): each
+    one's correlation with and mean absolute error to the reward, and the standard deviations
+    (a head with ``head_std`` far below ``reward_std`` is flat: it predicts a level)."""
+    inside = np.concatenate([np.zeros((sub.shape[0], 1), bool), sub[:, 1:] == sub[:, :-1]], 1)
+    d, f, r = decoded[inside], filtered[inside], reward[inside]
+    return {"decoder_corr": correlation(d, r), "decoder_abs_error": float(np.abs(d - r).mean()),
+            "head_corr": correlation(f, r), "head_abs_error": float(np.abs(f - r).mean()),
+            "reward_std": float(r.std()), "decoder_std": float(d.std()), "head_std": float(f.std())}
 
 
 DISTANCE_EDGES = (0.0, 1.0, 2.0, 4.0, 6.0, np.inf)  # distance from the sub-episode's start (0, 0)
@@ -222,10 +240,13 @@ def main():
         mean, std = dist.normal_params(raw, c.agent.actor_min_std, c.agent.actor_max_std)
         grad, grad_r, r1 = one_step_return_terms(agent, train.params, post, mean,
                                                  jax.random.PRNGKey(1))
-        return grad, mean, mu, std, r1, grad_r, filtered
+        # the decoder's reconstruction of the observed reward, back in the environment's units
+        decoded = dist.symexp(agent.wm.apply_head(train.params["wm"], "decoder", f)["reward"])
+        decoded = decoded + config_lib.obs_reward_shift(c.agent)
+        return grad, mean, mu, std, r1, grad_r, filtered, decoded
 
-    grad, mean, mu, std, r1, grad_r, filtered = (np.asarray(x).reshape(e, t, -1)
-                                                 for x in measure(data))
+    grad, mean, mu, std, r1, grad_r, filtered, decoded = (np.asarray(x).reshape(e, t, -1)
+                                                          for x in measure(data))
     pos = np.asarray(setup.meta.env.positions(np.asarray(data["state"])))
     goal = np.asarray(tasks["goal"])
     sub = np.asarray(collect_lib.observed_sub_idx(rollout))
@@ -245,6 +266,7 @@ def main():
               **summarise(grad, mean, mu, std, pos, goal, sub, c.K),
               "reward_fit": reward_fit(r1[..., 0], rew, sub, filtered[..., 0]),
               "posterior_reward_fit": posterior_fit(filtered[..., 0], rew),
+              "decoder_reward_fit": decoder_fit(decoded[..., 0], filtered[..., 0], rew, sub),
               "posterior_reward_by_distance_from_start": shrink_by_distance(filtered[..., 0], rew, pos),
               # the two terms of dG/da: the reward head's and the critic's (discount * cont * v_1)
               "reward_term": gradient_figures(grad_r, to_goal, everywhere),

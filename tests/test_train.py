@@ -334,6 +334,8 @@ def test_probe_actor_gradient_reports_the_actor_signal(cli_run, tmp_path):
     first = json.load(open(early))
     assert first["updates"] < report["updates"]
     assert report["posterior_reward_fit"]["abs_error"] >= 0
+    assert report["decoder_reward_fit"]["decoder_abs_error"] >= 0
+    assert report["decoder_reward_fit"]["reward_std"] >= 0
     assert report["meta_return"] == pytest.approx(sum(report["return_per_sub_episode"]), abs=1e-3)
     assert 0.0 <= report["beyond_goal_radius_fraction"] <= 1.0
     assert first["updates"] == steps[0] * report["updates"] // steps[-1]  # a fixed updates per round
@@ -375,6 +377,15 @@ def test_actor_gradient_summary_geometry():
     post = posterior_fit(reward + 0.5, reward)
     assert post["corr"] == pytest.approx(1.0) and post["abs_error"] == pytest.approx(0.5)
     assert post["bias"] == pytest.approx(0.5) and post["reward_mean"] == pytest.approx(1.5)
+    from experiments.probe_actor_gradient import decoder_fit
+    # two sub-episodes of 3 steps: the reset steps (0 and 3) are left out
+    rew = np.array([[0.0, 1.0, 3.0, 0.0, 2.0, 6.0]])
+    dec = rew + np.array([[9.0, 0.5, 0.5, -9.0, 0.5, 0.5]])  # the reset steps' errors don't count
+    flat = np.full((1, 6), 3.0)  # a head that predicts one level
+    fit = decoder_fit(dec, flat, rew, np.array([[0, 0, 0, 1, 1, 1]]))
+    assert fit["decoder_corr"] == pytest.approx(1.0) and fit["decoder_abs_error"] == pytest.approx(0.5)
+    assert fit["head_std"] == pytest.approx(0.0) and fit["reward_std"] == pytest.approx(np.std([1, 3, 2, 6]))
+    assert fit["head_abs_error"] == pytest.approx(np.mean([2, 0, 1, 3]))
     from experiments.probe_actor_gradient import shrink_by_distance
     true = np.array([[-1.0, -3.0, -5.0, 0.5]])
     where = np.array([[[0.5, 0.0], [3.0, 0.0], [0.0, 7.0], [0.1, 0.1]]])  # distances 0.5, 3, 7, 0.14

@@ -45,6 +45,20 @@ def ring(r, lo):
     return next((x for x in r["rings"] or [] if x["from"] == lo), {})
 
 
+# rings with fewer probed steps than this are left out of the ring spreads (noisy means)
+MIN_RING_STEPS = 200
+
+
+def ring_spreads(r):
+    """(max - min over the rings of the posterior head's mean, the same of the true reward's mean),
+    over rings with at least MIN_RING_STEPS steps; (None, None) with fewer than two such rings."""
+    rows = [x for x in r["rings"] or [] if x.get("steps", 0) >= MIN_RING_STEPS]
+    if len(rows) < 2:
+        return None, None
+    spread = lambda k: max(x[k] for x in rows) - min(x[k] for x in rows)
+    return spread("prediction_mean"), spread("reward_mean")
+
+
 def main(tags):
     series = {t: load(t) for t in tags}
     for rows in series.values():
@@ -55,6 +69,7 @@ def main(tags):
             r["far_minus_mid_reward"] = far["reward_mean"] - mid["reward_mean"] if ok else None
             r["far_ring_shrink"] = far.get("shrink")
             r["far_ring_fraction"] = far.get("steps", 0) / max(1, sum(x["steps"] for x in r["rings"] or []))
+            r["ring_spread_prediction"], r["ring_spread_reward"] = ring_spreads(r)
     panels = [("distance_to_goal_mean", "mean distance to goal"),
               ("reward_term_cos_to_goal", "cos(dr_1/da, goal direction)"),
               ("cos_action_to_goal", "cos(action, goal direction)"),
@@ -64,6 +79,8 @@ def main(tags):
               ("posterior_reward_corr", "corr(r_post, r) posterior"),
               ("one_step_reward_corr", "corr(r_1, r') one imagined step"),
               ("next_posterior_corr", "corr(r_post', r') in sub-episode"),
+              ("ring_spread_prediction", "r_post spread over rings"),
+              ("ring_spread_reward", "true reward spread over rings"),
               ("far_minus_mid_prediction", "r_post(>6) - r_post(2-4)"),
               ("far_ring_shrink", "shrink to 0, ring > 6")]
     fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.1 * len(panels)), sharex=True)
@@ -97,7 +114,8 @@ def main(tags):
                   f"true {_f(r['far_minus_mid_reward'])} shrink>6 {_f(r['far_ring_shrink'])} "
                   f"in>6 {r['far_ring_fraction']:.2f} corr_p {_f(r['posterior_reward_corr'])} "
                   f"corr1 {_f(r['one_step_reward_corr'])} corr_copy {_f(r['copy_reward_corr'])} "
-                  f"corr_p_in {_f(r['next_posterior_corr'])} corr1_p {_f(r['one_step_vs_next_posterior_corr'])}")
+                  f"corr_p_in {_f(r['next_posterior_corr'])} corr1_p {_f(r['one_step_vs_next_posterior_corr'])} "
+                  f"spread p/t {_f(r['ring_spread_prediction'])}/{_f(r['ring_spread_reward'])}")
 
 
 def _f(x):
