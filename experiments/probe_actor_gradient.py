@@ -104,6 +104,12 @@ def _cos(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.sum(u * v, -1) / np.maximum(nu * nv, 1e-12)
 
 
+def inside_sub_episodes(sub: np.ndarray) -> np.ndarray:
+    """sub [E, T] -> [E, T] bool: False at each sub-episode's first step (whose observed reward
+    is the reset's), True at the steps after it."""
+    return np.concatenate([np.zeros((sub.shape[0], 1), bool), sub[:, 1:] == sub[:, :-1]], 1)
+
+
 def reward_fit(r1: np.ndarray, reward: np.ndarray, sub: np.ndarray,
                filtered: np.ndarray | None = None) -> dict:
     """How the model's r_1 at the taken action predicts the next reward, against copying the
@@ -111,7 +117,7 @@ def reward_fit(r1: np.ndarray, reward: np.ndarray, sub: np.ndarray,
     ``filtered`` [E, T] (the reward head at each step's posterior) also how r_1 matches the head
     at the next step's posterior: r_1 far from the truth but close to it blames the head; far
     from both, with the posterior close to the truth, blames the imagined (prior) step."""
-    same = (sub[:, :-1] == sub[:, 1:]).ravel()
+    same = inside_sub_episodes(sub)[:, 1:].ravel()  # pairs (t, t + 1) of one sub-episode
     pred, now, nxt = r1[:, :-1].ravel()[same], reward[:, :-1].ravel()[same], reward[:, 1:].ravel()[same]
     fit = {"model_r1_corr_next_reward": correlation(pred, nxt),
            "model_r1_abs_error": float(np.abs(pred - nxt).mean()),
@@ -149,7 +155,7 @@ def decoder_fit(decoded: np.ndarray, filtered: np.ndarray, reward: np.ndarray, s
     inside a sub-episode (each sub-episode's reset step left out, as in ``reward_fit``): each
     one's correlation with and mean absolute error to the reward, and the standard deviations
     (a head with ``head_std`` far below ``reward_std`` is flat: it predicts a level)."""
-    inside = np.concatenate([np.zeros((sub.shape[0], 1), bool), sub[:, 1:] == sub[:, :-1]], 1)
+    inside = inside_sub_episodes(sub)
     d, f, r = decoded[inside], filtered[inside], reward[inside]
     return {"decoder_corr": correlation(d, r), "decoder_abs_error": float(np.abs(d - r).mean()),
             "head_corr": correlation(f, r), "head_abs_error": float(np.abs(f - r).mean()),

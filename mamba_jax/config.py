@@ -192,6 +192,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
     check(scan_remat(c) in ('none', 'dots', 'nothing'), 'scan_remat',
           "must be 'none', 'dots' or 'nothing'")
     check(start_context(c) >= 0, 'start_context', 'must be >= 0 (0 = the training posteriors)')
-    check(isinstance(obs_reward_shift(c), (int, float)) and not isinstance(obs_reward_shift(c), bool)
-          and math.isfinite(obs_reward_shift(c)), 'obs_reward_shift', 'must be a finite number')
+    shift = obs_reward_shift(c)
+    check(isinstance(shift, (int, float)) and not isinstance(shift, bool) and math.isfinite(shift),
+          'obs_reward_shift', 'must be a finite number')
     check(c.imag_horizon >= 2, 'imag_horizon', 'must be >= 2 (one lambda-return target)')

@@ -144,11 +144,15 @@ class WorldModel:
             return self.head(name).apply({'params': params[name]}, parts, gather)
         return self.head(name).apply({'params': params[name]}, x)
 
+    def observed_reward(self, reward: jax.Array) -> jax.Array:
+        """The reward as an observation (encoder input, decoder target): ``reward`` less
+        ``agent.obs_reward_shift`` (a diagnostic, 0 by default). [...] -> [...]."""
+        shift = config_lib.obs_reward_shift(self.config)
+        return reward - shift if shift else reward
+
     def embed(self, params, obs: dict) -> jax.Array:
         """obs with leading axes [...] -> embed [..., E]."""
-        shift = config_lib.obs_reward_shift(self.config)
-        if shift:
-            obs = dict(obs, reward=obs['reward'] - shift)
+        obs = dict(obs, reward=self.observed_reward(obs['reward']))
         return self.encoder.apply({'params': params['encoder']}, obs)
 
     def initial_state(self, params, batch_shape) -> rssm_lib.State:
@@ -280,8 +284,8 @@ class WorldModel:
         preds = self.apply_head(params, prefix + 'decoder', x)
         for k, _ in self.vector_keys:
             target = tg[k] if k == 'state' else tg[k][..., None]
-            if k == 'reward':  # the observed reward: shifted like the encoder's input (embed)
-                target = target - config_lib.obs_reward_shift(self.config)
+            if k == 'reward':  # the observed reward, as the encoder sees it (embed)
+                target = self.observed_reward(target)
             dist2 = (preds[k] - symlog(target))**2
             dist2 = jnp.where(dist2 < 1e-8, 0.0, dist2)
             out[f'{prefix}decoder_{k}'] = mean(jnp.sum(dist2, -1))

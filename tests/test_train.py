@@ -543,20 +543,17 @@ def test_checkpoint_fingerprints_name_nested_fields_and_accept_older_runs():
     assert checkpointing._diff_fingerprints(older, now) == []
     oldest = dict(older, agent=now["agent"])  # written before scan_remat existed
     assert checkpointing._diff_fingerprints(oldest, now) == []
-    # written before agent.start_context existed: reads as 0 (the training posteriors)
-    before_start = dict(now, agent={k: v for k, v in now["agent"].items() if k != "start_context"})
-    assert checkpointing._diff_fingerprints(before_start, now) == []
-    c.agent.start_context = 64
-    assert checkpointing._diff_fingerprints(before_start, checkpointing.fingerprint_of(c)) == [
-        "agent.start_context: checkpoint=0 now=64"]
-    c.agent.start_context = 0
-    # written before agent.obs_reward_shift existed: reads as 0 (the reward observed as it is)
-    before_shift = dict(now, agent={k: v for k, v in now["agent"].items() if k != "obs_reward_shift"})
-    assert checkpointing._diff_fingerprints(before_shift, now) == []
-    c.agent.obs_reward_shift = 9.0
-    assert checkpointing._diff_fingerprints(before_shift, checkpointing.fingerprint_of(c)) == [
-        "agent.obs_reward_shift: checkpoint=0.0 now=9.0"]
-    c.agent.obs_reward_shift = 0.0
+    # written before an agent field existed: reads as its old meaning (start_context 0: the
+    # training posteriors; obs_reward_shift 0: the reward observed as it is); a new value differs
+    for field, value, expect in (("start_context", 64, "agent.start_context: checkpoint=0 now=64"),
+                                 ("obs_reward_shift", 9.0,
+                                  "agent.obs_reward_shift: checkpoint=0.0 now=9.0")):
+        before = dict(now, agent={k: v for k, v in now["agent"].items() if k != field})
+        assert checkpointing._diff_fingerprints(before, now) == []
+        old = c.agent[field]
+        c.agent[field] = value
+        assert checkpointing._diff_fingerprints(before, checkpointing.fingerprint_of(c)) == [expect]
+        c.agent[field] = old
     c.env_kwargs.goal_radius = 0.5
     c.agent.model_lr = 3e-4
     c.agent.scan_remat = "none"  # performance only: not a difference
