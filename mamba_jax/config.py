@@ -54,6 +54,11 @@ def _official() -> ml_collections.ConfigDict:
     # unshifted task's rewards (a sub-episode's reset reward 0 reads as -x) but is trained on
     # the shifted ones
     c.obs_reward_shift = 0.0
+    # a diagnostic, 0 in MAMBA and DreamerV3: the reward head is trained on reward - x and its
+    # prediction (imagination, probes) is its two-hot mean + x, so with env_kwargs.reward_offset=x
+    # the head's two-hot target sits where the unshifted task's does (the critic's returns do not
+    # move)
+    c.reward_head_shift = 0.0
     c.dec_mlp_layers = 2
     c.dec_mlp_units = 512
     # heads
@@ -154,7 +159,8 @@ class FieldError(ValueError):
 
 
 # Agent fields added after run folders were first saved, with the value an older config means.
-ADDED_LATER = {'scan_remat': 'none', 'start_context': 0, 'obs_reward_shift': 0.0}
+ADDED_LATER = {'scan_remat': 'none', 'start_context': 0, 'obs_reward_shift': 0.0,
+               'reward_head_shift': 0.0}
 
 
 def scan_remat(c) -> str:
@@ -170,6 +176,11 @@ def start_context(c) -> int:
 def obs_reward_shift(c) -> float:
     """``c.obs_reward_shift``; 0 for configs saved before the field existed (older run folders)."""
     return c.get('obs_reward_shift', ADDED_LATER['obs_reward_shift'])
+
+
+def reward_head_shift(c) -> float:
+    """``c.reward_head_shift``; 0 for configs saved before the field existed (older run folders)."""
+    return c.get('reward_head_shift', ADDED_LATER['reward_head_shift'])
 
 
 def validate(c: ml_collections.ConfigDict) -> None:
@@ -192,7 +203,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
     check(scan_remat(c) in ('none', 'dots', 'nothing'), 'scan_remat',
           "must be 'none', 'dots' or 'nothing'")
     check(start_context(c) >= 0, 'start_context', 'must be >= 0 (0 = the training posteriors)')
-    shift = obs_reward_shift(c)
-    check(isinstance(shift, (int, float)) and not isinstance(shift, bool) and math.isfinite(shift),
-          'obs_reward_shift', 'must be a finite number')
+    for field, shift in (('obs_reward_shift', obs_reward_shift(c)),
+                         ('reward_head_shift', reward_head_shift(c))):
+        check(isinstance(shift, (int, float)) and not isinstance(shift, bool)
+              and math.isfinite(shift), field, 'must be a finite number')
     check(c.imag_horizon >= 2, 'imag_horizon', 'must be >= 2 (one lambda-return target)')

@@ -170,8 +170,16 @@ class WorldModel:
                                  sample)
 
     def reward(self, params, feat: jax.Array) -> jax.Array:
-        """Reward prediction symexp(E[bins]): [..., F] -> [...]."""
-        return dist.twohot_mean(self.apply_head(params, 'reward', feat))
+        """Reward prediction symexp(E[bins]) (+ ``agent.reward_head_shift``): [..., F] -> [...]."""
+        return self.reward_from_logits(self.apply_head(params, 'reward', feat))
+
+    def reward_from_logits(self, logits: jax.Array) -> jax.Array:
+        """The reward head's prediction from its logits [..., bins] -> [...]: the two-hot mean
+        plus ``agent.reward_head_shift`` (a diagnostic, 0 by default; the head is trained on the
+        reward less it)."""
+        shift = config_lib.reward_head_shift(self.config)
+        mean = dist.twohot_mean(logits)
+        return mean + shift if shift else mean
 
     def cont_prob(self, params, feat: jax.Array) -> jax.Array:
         """Continue probability sigmoid(logit): [..., F] -> [...]."""
@@ -244,7 +252,7 @@ class WorldModel:
         targets_s = _gather_tree(targets, idx)
         losses, reward_logits = self._head_losses(params, '', feat_s, targets_s,
                                                   jnp.ones((b, n), jnp.float32))
-        metrics.update(reward_hit_products(dist.twohot_mean(reward_logits), targets_s['reward']))
+        metrics.update(reward_hit_products(self.reward_from_logits(reward_logits), targets_s['reward']))
         w = c.reconstruction_window
         if w > 0:
             feat_pos, embed_m, tgt_m, mask_m = multi_window(
@@ -294,7 +302,9 @@ class WorldModel:
             target = tg['image'].astype(jnp.float32) / 255.0 - 0.5
             out[f'{prefix}decoder_image'] = mean(jnp.sum((pred - target)**2, (-3, -2, -1)))
         logits = self.apply_head(params, prefix + 'reward', x)
-        out[f'{prefix}reward'] = mean(-dist.twohot_log_prob(logits, tg['reward']))
+        shift = config_lib.reward_head_shift(self.config)
+        target = tg['reward'] - shift if shift else tg['reward']
+        out[f'{prefix}reward'] = mean(-dist.twohot_log_prob(logits, target))
         logit = self.apply_head(params, prefix + 'cont', x)[..., 0]
         y = tg['cont']
         logp = -jax.nn.softplus(-logit) * y - jax.nn.softplus(logit) * (1.0 - y)

@@ -112,11 +112,13 @@ def test_configs_saved_before_scan_remat_and_horizon_buckets_still_validate():
     del c.agent["scan_remat"]
     del c.agent["start_context"]
     del c.agent["obs_reward_shift"]
+    del c.agent["reward_head_shift"]
     del c["wm_horizon_bucket"]
     trainer.validate_config(c)
     assert config_lib.scan_remat(c.agent) == "none" and trainer.wm_horizon_bucket(c) == 0
     assert config_lib.start_context(c.agent) == 0
     assert config_lib.obs_reward_shift(c.agent) == 0.0
+    assert config_lib.reward_head_shift(c.agent) == 0.0
     setup = trainer.make_setup(c)
     assert trainer.update_length(setup, 51) == setup.length
 

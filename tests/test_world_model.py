@@ -8,6 +8,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from mamba_jax import rssm as rssm_lib
 from mamba_jax import world_model as wm_lib
 from mamba_jax.config import agent_config
 
@@ -155,6 +156,28 @@ def test_obs_reward_shift_moves_the_observed_reward_only(tiny_wm):
     assert abs(float(m_s['wm/reward']) - float(m['wm/reward'])) > 0.1
     with pytest.raises(ValueError, match='obs_reward_shift'):
         agent_config('tiny', obs_reward_shift=float('nan'))
+
+
+def test_reward_head_shift_moves_the_head_target_and_adds_it_back(tiny_wm):
+    """agent.reward_head_shift = obs_reward_shift = s on rewards r + s is the unshifted model on
+    r, loss for loss, and its reward prediction is the unshifted one + s."""
+    wm, params = tiny_wm
+    out = params['reward']['out']
+    params = dict(params, reward=dict(params['reward'], out=jax.tree.map(
+        lambda x: x + 0.3 * jax.random.normal(jax.random.key(5), x.shape), out)))
+    cfg = agent_config('tiny', obs_reward_shift=9.0, reward_head_shift=9.0)
+    shifted = wm_lib.WorldModel(ml_collections.FrozenConfigDict(cfg), obs_dim=3, action_dim=2)
+    batch = _batch(jax.random.key(1))
+    up = dict(batch, reward=batch['reward'] + 9.0)
+    _, (post_s, m_s) = tjit(shifted.loss)(params, up, jax.random.key(2), jnp.int32(12))
+    _, (post, m) = tjit(wm.loss)(params, batch, jax.random.key(2), jnp.int32(12))
+    for k in ('wm/reward', 'wm/decoder_reward', 'wm/decoder_state', 'wm/kl_dyn'):
+        np.testing.assert_allclose(m_s[k], m[k], rtol=1e-5, atol=1e-6)
+    f = rssm_lib.feat(post)
+    np.testing.assert_allclose(shifted.reward(params, f), wm.reward(params, f) + 9.0,
+                               rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match='reward_head_shift'):
+        agent_config('tiny', reward_head_shift=float('inf'))
 
 
 def test_reward_hit_diagnostics_give_conditional_means_over_a_round():
