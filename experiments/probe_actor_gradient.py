@@ -36,6 +36,17 @@ agent's deterministic meta-episodes on held-out tasks (the ``experiments.reprodu
 * ``decoder_reward_fit``: the decoder's reconstruction of the observed reward at each
   posterior, next to the reward head there, against the reward, inside sub-episodes, with their
   standard deviations: does the posterior carry the reward the head misreads?
+* ``dynamics_fit``: is a weak dr_1/da the imagined step's or the reward head's? The decoder's
+  position at s_0 (the posterior) and at s_1 = img_step(s_0, a), and its Jacobian dp_1/da, against
+  the true step p + 0.1 a (Jacobian 0.1 I): ``jacobian_diag_mean`` / ``jacobian_offdiag_abs_mean``
+  / ``jacobian_rel_error``, the imagined step's gain and cosine against 0.1 a, and the decoded
+  positions' errors. ``dense_reward_through_model_step``: the gradient figures of
+  d(1 - |p_1 - goal|)/da through the model's step, i.e. the dense reward's true function read off
+  the decoded p_1 (0.1 times the goal direction with a perfect step), with
+  ``reward_term_cos_to_it`` and ``reward_term_norm_ratio`` (|dr_1/da| over its norm, means): a
+  right step with a small ratio blames the reward head. ``decoder_r1_fit`` / ``decoder_r1_term``:
+  the decoder's observed reward at s_1 (the model's other estimate of r_1) as a predictor of the
+  next reward (``reward_fit``'s figures) and its action gradient (``reward_term``'s figures).
 * ``meta_return`` / ``return_per_sub_episode``: what the probed meta-episodes scored.
 * ``tanh_saturated_fraction``: the fraction of action components whose pre-tanh mean has
   |mu| > 2 (tanh slope < 0.07: the gradient reaching the actor is 14x smaller or less), and
@@ -57,6 +68,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from envs.point_robot import STEP_SIZE  # noqa: E402
 from experiments.inspect_run import correlation, held_out_rollout, load_trained, reward_predictions  # noqa: E402
 from experiments.reproduce import HELD_OUT_SEED  # noqa: E402
 from mamba_jax import collect as collect_lib  # noqa: E402
@@ -90,6 +102,32 @@ def one_step_return_terms(agent, params, state: rssm_lib.State, action: jax.Arra
         jax.random.split(key, samples))  # jac [samples, 2, N, A]
     jac = jac.mean(0)
     return jac[0], jac[1], rewards.mean(0)
+
+
+def one_step_decoded(agent, params, state: rssm_lib.State, action: jax.Array, key: jax.Array,
+                     samples: int = 4):
+    """What the decoder reads at s_1 = img_step(state, a), and its gradient with respect to a,
+    in the environment's units, averaged over the same ``samples`` latent draws as
+    ``one_step_return_terms``: the position (symexp of the decoder's ``state``; the point robot
+    observes its position) and the observed reward (symexp of its ``reward`` plus
+    ``agent.obs_reward_shift``), which at s_1 is the model's other estimate of r_1.
+
+    state: leaves [N, ...]; action [N, A]. Returns (p_1 [N, P], dp_1/da [N, P, A],
+    decoded r_1 [N], d(decoded r_1)/da [N, A]).
+    """
+    wm, shift = agent.wm, config_lib.obs_reward_shift(agent.config)
+
+    def decoded(a, k):  # [N, P + 1]: the position, then the observed reward
+        nxt, _ = wm.img_step(params["wm"], state, a, k)
+        out = wm.apply_head(params["wm"], "decoder", rssm_lib.feat(nxt))
+        return jnp.concatenate([dist.symexp(out["state"]), dist.symexp(out["reward"]) + shift], -1)
+
+    def one(k):  # row n depends on row n of a only, so d(sum_n out)/da holds each row's
+        return decoded(action, k), jnp.moveaxis(jax.jacrev(lambda a: decoded(a, k).sum(0))(action), 0, 1)
+
+    out, jac = jax.vmap(one)(jax.random.split(key, samples))
+    out, jac = out.mean(0), jac.mean(0)
+    return out[:, :-1], jac[:, :-1], out[:, -1], jac[:, -1]
 
 
 def one_step_return_gradient(agent, params, state: rssm_lib.State, action: jax.Array,
@@ -160,6 +198,41 @@ def decoder_fit(decoded: np.ndarray, filtered: np.ndarray, reward: np.ndarray, s
     return {"decoder_corr": correlation(d, r), "decoder_abs_error": float(np.abs(d - r).mean()),
             "head_corr": correlation(f, r), "head_abs_error": float(np.abs(f - r).mean()),
             "reward_std": float(r.std()), "decoder_std": float(d.std()), "head_std": float(f.std())}
+
+
+def dynamics_fit(jac: np.ndarray, p1: np.ndarray, p0: np.ndarray, pos: np.ndarray,
+                 action: np.ndarray, goal: np.ndarray, grad_r: np.ndarray, sub: np.ndarray,
+                 step_size: float) -> dict:
+    """The imagined step against the true one p' = p + step_size * a, through the decoder.
+
+    jac [E, T, 2, 2]: dp_1/da; p1, p0 [E, T, 2]: the decoded position at s_1 and at the posterior
+    s_0; pos [E, T, 2]: the true position; action [E, T, 2] (inside [-1, 1]: no clipping);
+    goal [E, 2]; grad_r [E, T, 2]: dr_1/da; sub [E, T]. Every step counts except for
+    ``next_position_abs_error``, over the pairs (t, t + 1) inside a sub-episode.
+    """
+    eye = step_size * np.eye(2)
+    true_step = step_size * action
+    model_step = p1 - p0
+    to_goal = goal[:, None, :] - pos
+    towards = goal[:, None, :] - p1
+    unit = towards / np.maximum(np.linalg.norm(towards, axis=-1, keepdims=True), 1e-12)
+    through = np.einsum("etij,eti->etj", jac, unit)  # d(1 - |p_1(a) - goal|)/da
+    everywhere = np.ones(sub.shape, bool)
+    same = inside_sub_episodes(sub)[:, 1:]
+    norms = np.linalg.norm(through, axis=-1)
+    return {"position_abs_error": float(np.linalg.norm(p0 - pos, axis=-1).mean()),
+            "next_position_abs_error": float(np.linalg.norm(p1[:, :-1] - pos[:, 1:], axis=-1)[same].mean()),
+            "jacobian_diag_mean": float(np.diagonal(jac, axis1=-2, axis2=-1).mean()),
+            "jacobian_offdiag_abs_mean": float(np.abs(jac[..., [0, 1], [1, 0]]).mean()),
+            "jacobian_rel_error": float((np.linalg.norm(jac - eye, axis=(-2, -1))
+                                         / np.linalg.norm(eye)).mean()),
+            # least-squares gain of the decoded step on the true step (1: right length)
+            "step_gain": float(np.sum(model_step * true_step) / max(np.sum(true_step**2), 1e-12)),
+            "step_cos": float(_cos(model_step, true_step).mean()),
+            "dense_reward_through_model_step": gradient_figures(through, to_goal, everywhere),
+            "reward_term_cos_to_it": float(_cos(grad_r, through).mean()),
+            "reward_term_norm_ratio": float(np.linalg.norm(grad_r, axis=-1).mean()
+                                            / max(norms.mean(), 1e-12))}
 
 
 DISTANCE_EDGES = (0.0, 1.0, 2.0, 4.0, 6.0, np.inf)  # distance from the sub-episode's start (0, 0)
@@ -249,10 +322,15 @@ def main():
         # the decoder's reconstruction of the observed reward, back in the environment's units
         decoded = dist.symexp(agent.wm.apply_head(train.params["wm"], "decoder", f)["reward"])
         decoded = decoded + config_lib.obs_reward_shift(c.agent)
-        return grad, mean, mu, std, r1, grad_r, filtered, decoded
+        p0 = dist.symexp(agent.wm.apply_head(train.params["wm"], "decoder", f)["state"])
+        p1, jac, dec_r1, dec_grad = one_step_decoded(agent, train.params, post, mean,
+                                                     jax.random.PRNGKey(1))
+        return (grad, mean, mu, std, r1, grad_r, filtered, decoded, p0, p1,
+                jac.reshape(e * t, -1), dec_r1, dec_grad)
 
-    grad, mean, mu, std, r1, grad_r, filtered, decoded = (np.asarray(x).reshape(e, t, -1)
-                                                          for x in measure(data))
+    (grad, mean, mu, std, r1, grad_r, filtered, decoded, p0, p1, jac, dec_r1,
+     dec_grad) = (np.asarray(x).reshape(e, t, -1) for x in measure(data))
+    jac = jac.reshape(e, t, 2, 2)
     pos = np.asarray(setup.meta.env.positions(np.asarray(data["state"])))
     goal = np.asarray(tasks["goal"])
     sub = np.asarray(collect_lib.observed_sub_idx(rollout))
@@ -273,6 +351,10 @@ def main():
               "reward_fit": reward_fit(r1[..., 0], rew, sub, filtered[..., 0]),
               "posterior_reward_fit": posterior_fit(filtered[..., 0], rew),
               "decoder_reward_fit": decoder_fit(decoded[..., 0], filtered[..., 0], rew, sub),
+              "dynamics_fit": dynamics_fit(jac, p1, p0, pos, mean, goal, grad_r, sub, STEP_SIZE),
+              # the decoder's observed reward at s_1: the model's other r_1, and its gradient
+              "decoder_r1_fit": reward_fit(dec_r1[..., 0], rew, sub),
+              "decoder_r1_term": gradient_figures(dec_grad, to_goal, everywhere),
               "posterior_reward_by_distance_from_start": shrink_by_distance(filtered[..., 0], rew, pos),
               # the two terms of dG/da: the reward head's and the critic's (discount * cont * v_1)
               "reward_term": gradient_figures(grad_r, to_goal, everywhere),

@@ -336,6 +336,12 @@ def test_probe_actor_gradient_reports_the_actor_signal(cli_run, tmp_path):
     assert report["posterior_reward_fit"]["abs_error"] >= 0
     assert report["decoder_reward_fit"]["decoder_abs_error"] >= 0
     assert report["decoder_reward_fit"]["reward_std"] >= 0
+    dyn = report["dynamics_fit"]  # the imagined step's decoded position and its Jacobian
+    assert dyn["position_abs_error"] >= 0 and dyn["jacobian_rel_error"] >= 0
+    assert -1.0 <= dyn["dense_reward_through_model_step"]["cos_model_gradient_to_goal"] <= 1.0
+    assert np.isfinite(dyn["reward_term_norm_ratio"]) and np.isfinite(dyn["step_gain"])
+    assert -1.0 <= report["decoder_r1_term"]["cos_model_gradient_to_goal"] <= 1.0
+    assert report["decoder_r1_fit"]["model_r1_abs_error"] >= 0
     assert report["meta_return"] == pytest.approx(sum(report["return_per_sub_episode"]), abs=1e-3)
     assert 0.0 <= report["beyond_goal_radius_fraction"] <= 1.0
     assert first["updates"] == steps[0] * report["updates"] // steps[-1]  # a fixed updates per round
@@ -386,6 +392,27 @@ def test_actor_gradient_summary_geometry():
     assert fit["decoder_corr"] == pytest.approx(1.0) and fit["decoder_abs_error"] == pytest.approx(0.5)
     assert fit["head_std"] == pytest.approx(0.0) and fit["reward_std"] == pytest.approx(np.std([1, 3, 2, 6]))
     assert fit["head_abs_error"] == pytest.approx(np.mean([2, 0, 1, 3]))
+    from experiments.probe_actor_gradient import dynamics_fit
+    # a perfect imagined step (p_1 = p + 0.1 a, Jacobian 0.1 I) and a reward head whose gradient
+    # is half the true reward's through that step
+    where = np.array([[[0.0, 0.0], [0.1, 0.0], [0.5, 0.5], [0.4, 0.5]]])  # a new sub-episode at 2
+    act = np.array([[[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.5, 0.5]]])
+    goal2 = np.array([[3.0, 4.0]])
+    p1 = where + 0.1 * act
+    unit = (goal2[:, None] - p1) / np.linalg.norm(goal2[:, None] - p1, axis=-1, keepdims=True)
+    jac = np.broadcast_to(0.1 * np.eye(2), (1, 4, 2, 2))
+    fit = dynamics_fit(jac, p1, where, where, act, goal2, 0.05 * unit, np.array([[0, 0, 1, 1]]), 0.1)
+    assert fit["position_abs_error"] == pytest.approx(0.0)
+    assert fit["jacobian_diag_mean"] == pytest.approx(0.1) and fit["jacobian_rel_error"] == pytest.approx(0.0)
+    assert fit["jacobian_offdiag_abs_mean"] == pytest.approx(0.0)
+    assert fit["step_gain"] == pytest.approx(1.0) and fit["step_cos"] == pytest.approx(1.0)
+    # p_1 at t against the true position at t + 1, over the pairs (0, 1) and (2, 3) only
+    assert fit["next_position_abs_error"] == pytest.approx(0.0)
+    through = fit["dense_reward_through_model_step"]
+    assert through["model_gradient_norm"] == pytest.approx(0.1)
+    assert through["model_gradient_towards_goal_fraction"] == pytest.approx(1.0)
+    assert fit["reward_term_cos_to_it"] == pytest.approx(1.0)
+    assert fit["reward_term_norm_ratio"] == pytest.approx(0.5)
     from experiments.probe_actor_gradient import shrink_by_distance
     true = np.array([[-1.0, -3.0, -5.0, 0.5]])
     where = np.array([[[0.5, 0.0], [3.0, 0.0], [0.0, 7.0], [0.1, 0.1]]])  # distances 0.5, 3, 7, 0.14
