@@ -47,6 +47,12 @@ agent's deterministic meta-episodes on held-out tasks (the ``experiments.reprodu
   right step with a small ratio blames the reward head. ``decoder_r1_fit`` / ``decoder_r1_term``:
   the decoder's observed reward at s_1 (the model's other estimate of r_1) as a predictor of the
   next reward (``reward_fit``'s figures) and its action gradient (``reward_term``'s figures).
+* ``bayes_reference``: what the history allows. The goals consistent with every (position,
+  reward) the meta-episode has observed so far (the reward is deterministic), the arc they span,
+  and the one-step reward gradient of an exact Bayesian agent with that belief, with dr_1/da's
+  cosine and norm ratio to it (per sub-episode too): a small ratio where the arc is pinned blames
+  the model, not missing information. ``bayes_reference_coarse``: the same for an agent that reads
+  each reward only to +-0.05. Meaningful for the noise-free point robot (not wind).
 * ``meta_return`` / ``return_per_sub_episode``: what the probed meta-episodes scored.
 * ``tanh_saturated_fraction``: the fraction of action components whose pre-tanh mean has
   |mu| > 2 (tanh slope < 0.07: the gradient reaching the actor is 14x smaller or less), and
@@ -77,6 +83,8 @@ from mamba_jax import distributions as dist  # noqa: E402
 from mamba_jax import rssm as rssm_lib  # noqa: E402
 from mamba_jax import trainer  # noqa: E402
 
+# the exact Bayesian agent, and one that reads each reward only to +-0.05
+BAYES_RESOLUTIONS = {"bayes_reference": 0.0, "bayes_reference_coarse": 0.05}
 SATURATED = 2.0  # |pre-tanh mean| above which tanh' = 1 - tanh^2 < 0.071
 
 
@@ -235,6 +243,66 @@ def dynamics_fit(jac: np.ndarray, p1: np.ndarray, p0: np.ndarray, pos: np.ndarra
                                             / max(norms.mean(), 1e-12))}
 
 
+def bayes_reference(pos: np.ndarray, action: np.ndarray, reward: np.ndarray, sub: np.ndarray,
+                    goal: np.ndarray, grad_r: np.ndarray, goal_radius: float, reward_offset: float,
+                    step_size: float, K: int, resolution: float = 0.0, grid: int = 3601) -> dict:
+    """What the history allows: the one-step reward gradient of an exact Bayesian agent.
+
+    The goal is (cos th, sin th), th ~ U[0, pi], and the reward at position p is
+    1 - |p - goal| + reward_offset inside the goal disc (else 0), with no noise. Over a grid of
+    th, the goals consistent with every (position, reward) the meta-episode has observed up to
+    and including step t (each sub-episode's reset step, whose reward is 0 by convention, is left
+    out) form the belief at t; its spread (``arc_deg``: max - min th, degrees) says how well the
+    history pins the goal. ``resolution`` > 0 models an agent that reads each reward only to
+    +-resolution (a goal is consistent if it predicts every observed reward that closely). The
+    Bayesian gradient at t is the belief's mean of the true
+    dr/da = step_size * (goal - p')/|goal - p'| (0 beyond the disc) at p' = p_t + step_size * a_t.
+
+    pos, action, grad_r [E, T, 2]; reward, sub [E, T]; goal [E, 2] (only for the cosines).
+    Returns figures over every step and per sub-episode: the Bayesian gradient's norm and cosine
+    to the goal (``gradient_figures``), the mean arc and the fraction of steps with arc < 5
+    degrees, and dr_1/da's mean cosine to the Bayesian gradient and mean-norm ratio to it.
+    """
+    th = np.linspace(0.0, np.pi, grid)
+    cand = np.stack([np.cos(th), np.sin(th)], -1)  # [G, 2]
+    step = th[1] - th[0]
+    d = np.linalg.norm(pos[:, :, None, :] - cand, axis=-1)  # [E, T, G]
+    # th is consistent with (p, r) if some goal within half a grid step of it gives r: its
+    # distance from p is within slack = |p| step / 2 of d
+    slack = 0.5 * step * np.linalg.norm(pos, axis=-1, keepdims=True)
+    eps = 1e-4 + resolution
+    r = reward[..., None]
+    want = 1.0 + reward_offset - r  # the distance a reward r inside the disc means
+    inside = (np.abs(d - want) <= slack + eps) & (want <= goal_radius + eps)
+    outside = (np.abs(r) <= eps) & (d + slack > goal_radius)  # the disc's 0 beyond it
+    fits = inside | outside | ~inside_sub_episodes(sub)[..., None]
+    belief = np.cumprod(fits, axis=1).astype(bool)  # [E, T, G]: consistent with steps <= t
+    count = belief.sum(-1)
+    lo = np.where(belief, th, np.inf).min(-1)
+    hi = np.where(belief, th, -np.inf).max(-1)
+    arc = np.degrees(np.where(count > 0, hi - lo, np.nan))
+    nxt = pos + step_size * np.clip(action, -1.0, 1.0)
+    to = cand - nxt[:, :, None, :]  # [E, T, G, 2]
+    dn = np.linalg.norm(to, axis=-1, keepdims=True)
+    g = np.where(dn <= goal_radius, step_size * to / np.maximum(dn, 1e-12), 0.0)
+    bayes = (g * belief[..., None]).sum(2) / np.maximum(count, 1)[..., None]  # [E, T, 2]
+    to_goal = goal[:, None, :] - pos
+
+    def block(m):
+        m = m & (count > 0)
+        return {**gradient_figures(bayes, to_goal, m),
+                "arc_deg_mean": float(arc[m].mean()),
+                "pinned_fraction": float((arc[m] < 5.0).mean()),
+                "reward_term_cos_to_it": float(_cos(grad_r, bayes)[m].mean()),
+                "reward_term_norm_ratio": float(np.linalg.norm(grad_r, axis=-1)[m].mean()
+                                                / max(np.linalg.norm(bayes, axis=-1)[m].mean(), 1e-12))}
+
+    out = block(np.ones(sub.shape, bool))
+    out["inconsistent_fraction"] = float((count == 0).mean())  # should be 0
+    out["per_sub_episode"] = [block(sub == k) for k in range(K)]
+    return out
+
+
 DISTANCE_EDGES = (0.0, 1.0, 2.0, 4.0, 6.0, np.inf)  # distance from the sub-episode's start (0, 0)
 
 
@@ -352,6 +420,9 @@ def main():
               "posterior_reward_fit": posterior_fit(filtered[..., 0], rew),
               "decoder_reward_fit": decoder_fit(decoded[..., 0], filtered[..., 0], rew, sub),
               "dynamics_fit": dynamics_fit(jac, p1, p0, pos, mean, goal, grad_r, sub, STEP_SIZE),
+              **{name: bayes_reference(pos, mean, rew, sub, goal, grad_r, setup.meta.env.goal_radius,
+                                       setup.meta.env.reward_offset, STEP_SIZE, c.K, resolution)
+                 for name, resolution in BAYES_RESOLUTIONS.items()},
               # the decoder's observed reward at s_1: the model's other r_1, and its gradient
               "decoder_r1_fit": reward_fit(dec_r1[..., 0], rew, sub),
               "decoder_r1_term": gradient_figures(dec_grad, to_goal, everywhere),

@@ -342,6 +342,10 @@ def test_probe_actor_gradient_reports_the_actor_signal(cli_run, tmp_path):
     assert np.isfinite(dyn["reward_term_norm_ratio"]) and np.isfinite(dyn["step_gain"])
     assert -1.0 <= report["decoder_r1_term"]["cos_model_gradient_to_goal"] <= 1.0
     assert report["decoder_r1_fit"]["model_r1_abs_error"] >= 0
+    for name in ("bayes_reference", "bayes_reference_coarse"):  # what the history allows
+        assert report[name]["inconsistent_fraction"] == 0.0, name
+        assert 0.0 <= report[name]["arc_deg_mean"] <= 180.0, report[name]
+        assert len(report[name]["per_sub_episode"]) == tiny.get_config().K
     assert report["meta_return"] == pytest.approx(sum(report["return_per_sub_episode"]), abs=1e-3)
     assert 0.0 <= report["beyond_goal_radius_fraction"] <= 1.0
     assert first["updates"] == steps[0] * report["updates"] // steps[-1]  # a fixed updates per round
@@ -413,6 +417,27 @@ def test_actor_gradient_summary_geometry():
     assert through["model_gradient_towards_goal_fraction"] == pytest.approx(1.0)
     assert fit["reward_term_cos_to_it"] == pytest.approx(1.0)
     assert fit["reward_term_norm_ratio"] == pytest.approx(0.5)
+    from experiments.probe_actor_gradient import bayes_reference
+    # goal (0, 1); two sub-episodes visiting 0 (the reset step, no evidence), (0.1, 0), (0.1, 0.1):
+    # the reward 1 - d at (0.1, 0) pins th = pi / 2, and the belief carries into sub-episode 2
+    g0 = np.array([[0.0, 1.0]])
+    walk = np.array([[0.0, 0.0], [0.1, 0.0], [0.1, 0.1]])
+    pos2 = np.concatenate([walk, walk])[None]
+    rew2 = np.where(np.arange(6) % 3 == 0, 0.0, 1.0 - np.linalg.norm(pos2[0] - g0, axis=-1))[None]
+    act2 = np.broadcast_to([0.0, 1.0], (1, 6, 2))
+    nxt = pos2 + 0.1 * act2
+    half_true = 0.05 * (g0[:, None] - nxt) / np.linalg.norm(g0[:, None] - nxt, axis=-1, keepdims=True)
+    ref = bayes_reference(pos2, act2, rew2, np.array([[0, 0, 0, 1, 1, 1]]), g0, half_true,
+                          goal_radius=10.0, reward_offset=0.0, step_size=0.1, K=2)
+    assert ref["inconsistent_fraction"] == 0.0
+    first, second = ref["per_sub_episode"]
+    assert first["arc_deg_mean"] == pytest.approx(180.0 / 3, abs=0.2)  # 180 at step 0, then pinned
+    assert first["pinned_fraction"] == pytest.approx(2 / 3)
+    # at step 0 the belief is symmetric about the y axis: its mean gradient points up, at the goal
+    assert first["cos_model_gradient_to_goal"] == pytest.approx(1.0, abs=1e-3)
+    assert second["pinned_fraction"] == 1.0 and second["model_gradient_norm"] == pytest.approx(0.1, abs=1e-3)
+    assert second["reward_term_cos_to_it"] == pytest.approx(1.0, abs=1e-4)
+    assert second["reward_term_norm_ratio"] == pytest.approx(0.5, abs=1e-3)
     from experiments.probe_actor_gradient import shrink_by_distance
     true = np.array([[-1.0, -3.0, -5.0, 0.5]])
     where = np.array([[[0.5, 0.0], [3.0, 0.0], [0.0, 7.0], [0.1, 0.1]]])  # distances 0.5, 3, 7, 0.14
