@@ -23,6 +23,11 @@ input is rewarded, ``reward = offset + u`` with ``u ~ U[-spread, spread]`` visib
 the reward and its slope on the reward (1 = the variation is reproduced, 0 = only the level).
 ``--symlog_input`` shows the inputs ``3 symlog(reward)`` instead, as the encoder sees the
 observed last reward.
+
+``--head=mse`` trains, on the same data with the same MLP, init and optimiser, a one-output
+head regressing symlog(reward) by squared error, the way the decoder reconstructs the observed
+last reward (``world_model._head_losses``); its prediction is symexp of the output. It asks
+whether the two-hot head, not the signal, is what is slow.
 """
 from __future__ import annotations
 
@@ -67,17 +72,36 @@ def offset_batch(key: jax.Array, n: int, offset: float, spread: float, symlog_in
     return x, reward
 
 
-def _train(batch_fn, steps: int, lr: float, checkpoints, report, seed: int = 0):
+HEADS = ("twohot", "mse")
+
+
+def head_fns(head: str):
+    """(net, loss(params, x, r), predict(params, x) -> [n]) of a ``head``: 'twohot' (the reward
+    head: 255 logits, cross-entropy on the two-hot target of symlog r, prediction the two-hot mean)
+    or 'mse' (one output regressing symlog r by squared error, as the decoder does; prediction
+    symexp of it). Both zero-initialise the output layer, as the reward head does."""
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+    if head == "twohot":
+        net = MLP(2, 128, out=dist.NUM_BINS, out_scale=0.0, dtype=jnp.float32)
+        loss = lambda p, x, r: -jnp.mean(dist.twohot_log_prob(net.apply(p, x), r))  # noqa: E731
+        predict = lambda p, x: dist.twohot_mean(net.apply(p, x))  # noqa: E731
+    else:
+        net = MLP(2, 128, out=1, out_scale=0.0, dtype=jnp.float32)
+        loss = lambda p, x, r: jnp.mean((net.apply(p, x)[..., 0] - symlog(r))**2)  # noqa: E731
+        predict = lambda p, x: dist.symexp(net.apply(p, x)[..., 0])  # noqa: E731
+    return net, loss, predict
+
+
+def _train(batch_fn, steps: int, lr: float, checkpoints, report, seed: int = 0,
+           head: str = "twohot"):
     """Trains a fresh head (official init/optimiser) on ``batch_fn(key)`` batches; returns
     ``[{"update", "loss", **report(predict)}]`` at ``checkpoints``, where ``predict(x) -> [n]``
-    is the head's two-hot mean."""
-    net = MLP(2, 128, out=dist.NUM_BINS, out_scale=0.0, dtype=jnp.float32)
+    is the head's prediction (``head_fns``)."""
+    net, loss_fn, predict_fn = head_fns(head)
     params = net.init(jax.random.PRNGKey(seed), jnp.zeros((1, FEATURES)))
     opt = optax.chain(optax.clip_by_global_norm(1000.0), optax.adam(lr, eps=1e-8))
     opt_state = opt.init(params)
-
-    def loss_fn(p, x, r):
-        return -jnp.mean(dist.twohot_log_prob(net.apply(p, x), r))
 
     @jax.jit
     def step(p, s, k):
@@ -90,12 +114,13 @@ def _train(batch_fn, steps: int, lr: float, checkpoints, report, seed: int = 0):
     for i in range(1, steps + 1):
         params, opt_state, loss = step(params, opt_state, jax.random.PRNGKey(seed * 1_000_003 + i))
         if i in checkpoints:
-            predict = lambda x: dist.twohot_mean(net.apply(params, x))  # noqa: E731
+            predict = lambda x: predict_fn(params, x)  # noqa: E731
             rows.append({"update": i, "loss": float(loss), **report(predict)})
     return rows
 
 
-def probe(fraction: float, steps: int, lr: float, checkpoints, batch: int = 1024, seed: int = 0):
+def probe(fraction: float, steps: int, lr: float, checkpoints, batch: int = 1024, seed: int = 0,
+          head: str = "twohot"):
     """Trains a fresh head; returns rows {update, loss, pred_at_reward, pred_at_zero}."""
     x_eval, r_eval = synthetic_batch(jax.random.PRNGKey(10_000 + seed), 4096, max(fraction, 0.05))
 
@@ -104,11 +129,13 @@ def probe(fraction: float, steps: int, lr: float, checkpoints, batch: int = 1024
         return {"pred_at_reward": float(pred[r_eval > 0].mean()),
                 "pred_at_zero": float(pred[r_eval == 0].mean())}
 
-    return _train(lambda k: synthetic_batch(k, batch, fraction), steps, lr, checkpoints, report, seed)
+    return _train(lambda k: synthetic_batch(k, batch, fraction), steps, lr, checkpoints, report, seed,
+                  head)
 
 
 def offset_probe(offset: float, spread: float, steps: int, lr: float, checkpoints,
-                 batch: int = 1024, seed: int = 0, symlog_input: bool = False):
+                 batch: int = 1024, seed: int = 0, symlog_input: bool = False,
+                 head: str = "twohot"):
     """Trains a fresh head on ``offset_batch`` data; returns rows {update, loss, pred_mean,
     corr, slope}: the held-out prediction's mean, its Pearson correlation with the reward (None
     while the prediction is constant) and its least-squares slope on the reward."""
@@ -122,7 +149,7 @@ def offset_probe(offset: float, spread: float, steps: int, lr: float, checkpoint
                 "slope": float(np.cov(pred, r)[0, 1] / r.var(ddof=1))}
 
     return _train(lambda k: offset_batch(k, batch, offset, spread, symlog_input), steps, lr,
-                  checkpoints, report, seed)
+                  checkpoints, report, seed, head)
 
 
 def main():
@@ -136,23 +163,26 @@ def main():
     p.add_argument("--symlog_input", action="store_true",
                    help="offset mode: the inputs show 3 symlog(reward), as the encoder sees the "
                         "observed last reward, instead of 3 u / spread")
+    p.add_argument("--head", default="twohot", choices=HEADS,
+                   help="twohot: the reward head; mse: a squared-error symlog regression head "
+                        "(as the decoder reconstructs the observed reward)")
     p.add_argument("--out", default=None, help="default results/inspect/twohot_head_probe.json "
-                   "(offset mode: twohot_offset_probe.json)")
+                   "(offset mode: twohot_offset_probe.json; --head=mse: mse_ in place of twohot_)")
     args = p.parse_args()
     checkpoints = {c for c in (10, 100, 300, 1000, 2000, 3000, args.steps) if c <= args.steps}
     t0 = time.time()
-    out = args.out or os.path.join("results", "inspect", "twohot_offset_probe.json"
-                                   if args.offsets is not None else "twohot_head_probe.json")
+    name = "twohot_offset_probe.json" if args.offsets is not None else "twohot_head_probe.json"
+    out = args.out or os.path.join("results", "inspect", name.replace("twohot", args.head))
     if args.offsets is not None:
-        result = {"lr": args.lr, "steps": args.steps, "spread": args.spread,
+        result = {"head": args.head, "lr": args.lr, "steps": args.steps, "spread": args.spread,
                   "symlog_input": args.symlog_input,
                   "machine": bench_common.machine_info(),
-                  "note": "reward head alone, official init/optimiser; every input rewarded, "
+                  "note": f"{args.head} head alone, official init/optimiser; every input rewarded, "
                           "reward = offset + U[-spread, spread], the variation visible in 8 of "
                           "768 input dims", "offsets": {}}
         for o in (float(x) for x in args.offsets.split(",")):
             rows = offset_probe(o, args.spread, args.steps, args.lr, checkpoints,
-                                symlog_input=args.symlog_input)
+                                symlog_input=args.symlog_input, head=args.head)
             result["offsets"][str(o)] = rows
             for r in rows:
                 corr = "-" if r["corr"] is None else f"{r['corr']:.3f}"
@@ -162,11 +192,12 @@ def main():
         result["seconds"] = time.time() - t0
         bench_common.write_json(out, result)
         return
-    result = {"lr": args.lr, "steps": args.steps, "machine": bench_common.machine_info(),
-              "note": "reward head alone, official init/optimiser; reward visible in 8 of 768 "
+    result = {"head": args.head, "lr": args.lr, "steps": args.steps,
+              "machine": bench_common.machine_info(),
+              "note": f"{args.head} head alone, official init/optimiser; reward visible in 8 of 768 "
                       "input dims; held-out batch has >= 5% rewarded rows", "fractions": {}}
     for f in (float(x) for x in args.fractions.split(",")):
-        rows = probe(f, args.steps, args.lr, checkpoints)
+        rows = probe(f, args.steps, args.lr, checkpoints, head=args.head)
         result["fractions"][str(f)] = rows
         for r in rows:
             print(f"rewarded fraction {f}: update {r['update']:5d}  loss {r['loss']:.3f}  "

@@ -34,6 +34,11 @@ def test_twohot_head_probe_learns_a_dense_reward():
     rows = probe_twohot_head.probe(0.5, 200, 1e-3, {10, 200}, batch=256)
     assert [row["update"] for row in rows] == [10, 200]
     assert rows[-1]["pred_at_reward"] > 0.5 > 0.1 > rows[-1]["pred_at_zero"]
+    # the squared-error symlog head (the decoder's loss) on the same data
+    rows = probe_twohot_head.probe(0.5, 200, 1e-3, {10, 200}, batch=256, head="mse")
+    assert rows[-1]["pred_at_reward"] > 0.5 > 0.1 > abs(rows[-1]["pred_at_zero"])
+    with pytest.raises(ValueError, match="head must be one of"):
+        probe_twohot_head.head_fns("l1")
 
 
 def test_twohot_offset_probe_batches_and_learns_the_variation():

@@ -37,7 +37,27 @@ def load(tag):
              # and r_1 against that head (None in probes made before session 26)
              "next_posterior_corr": r["reward_fit"].get("next_posterior_corr_next_reward"),
              "one_step_vs_next_posterior_corr": r["reward_fit"].get("model_r1_corr_next_posterior"),
-             "rings": r.get("posterior_reward_by_distance_from_start")} for r in rows]
+             "rings": r.get("posterior_reward_by_distance_from_start"),
+             # session 28 (None in older probes): the imagined step's decoded-position Jacobian
+             # (true 0.1), the dense reward's true function through the model's step, the
+             # exact Bayesian agent's one-step gradient (dr_1/da's norm ratio and cosine to it)
+             # and its belief's arc, and the decoder's observed reward at s_1 as another r_1
+             "jacobian_diag": _get(r, "dynamics_fit", "jacobian_diag_mean"),
+             "through_step_norm": _get(r, "dynamics_fit", "dense_reward_through_model_step",
+                                       "model_gradient_norm"),
+             "through_step_cos": _get(r, "dynamics_fit", "dense_reward_through_model_step",
+                                      "cos_model_gradient_to_goal"),
+             "bayes_norm_ratio": _get(r, "bayes_reference", "reward_term_norm_ratio"),
+             "bayes_cos": _get(r, "bayes_reference", "reward_term_cos_to_it"),
+             "bayes_arc_deg": _get(r, "bayes_reference", "arc_deg_mean"),
+             "decoder_r1_norm": _get(r, "decoder_r1_term", "model_gradient_norm"),
+             "decoder_r1_cos": _get(r, "decoder_r1_term", "cos_model_gradient_to_goal")} for r in rows]
+
+
+def _get(r, *keys):
+    for k in keys:
+        r = r.get(k) if isinstance(r, dict) else None
+    return r
 
 
 def ring(r, lo):
@@ -82,7 +102,10 @@ def main(tags):
               ("ring_spread_prediction", "r_post spread over rings"),
               ("ring_spread_reward", "true reward spread over rings"),
               ("far_minus_mid_prediction", "r_post(>6) - r_post(2-4)"),
-              ("far_ring_shrink", "shrink to 0, ring > 6")]
+              ("far_ring_shrink", "shrink to 0, ring > 6"),
+              ("jacobian_diag", "d p_1/da diagonal (true 0.1)"),
+              ("bayes_norm_ratio", "|dr_1/da| / Bayes gradient"),
+              ("bayes_cos", "cos(dr_1/da, Bayes gradient)")]
     fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.1 * len(panels)), sharex=True)
     for ax, (key, label) in zip(axes, panels):
         for i, (t, rows) in enumerate(series.items()):
@@ -115,11 +138,14 @@ def main(tags):
                   f"in>6 {r['far_ring_fraction']:.2f} corr_p {_f(r['posterior_reward_corr'])} "
                   f"corr1 {_f(r['one_step_reward_corr'])} corr_copy {_f(r['copy_reward_corr'])} "
                   f"corr_p_in {_f(r['next_posterior_corr'])} corr1_p {_f(r['one_step_vs_next_posterior_corr'])} "
-                  f"spread p/t {_f(r['ring_spread_prediction'])}/{_f(r['ring_spread_reward'])}")
+                  f"spread p/t {_f(r['ring_spread_prediction'])}/{_f(r['ring_spread_reward'])} "
+                  f"J {_f(r['jacobian_diag'], 3)} thr {_f(r['through_step_norm'], 3)}/{_f(r['through_step_cos'])} "
+                  f"bayes {_f(r['bayes_norm_ratio'])}/{_f(r['bayes_cos'])} arc {_f(r['bayes_arc_deg'], 1)} "
+                  f"dec_r1 {_f(r['decoder_r1_norm'], 3)}/{_f(r['decoder_r1_cos'])}")
 
 
-def _f(x):
-    return "  -  " if x is None else f"{x:+.2f}"
+def _f(x, digits=2):
+    return "  -  " if x is None else f"{x:+.{digits}f}"
 
 
 if __name__ == "__main__":
