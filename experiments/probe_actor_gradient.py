@@ -208,6 +208,14 @@ def decoder_fit(decoded: np.ndarray, filtered: np.ndarray, reward: np.ndarray, s
             "reward_std": float(r.std()), "decoder_std": float(d.std()), "head_std": float(f.std())}
 
 
+def against(grad_r: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> dict:
+    """dr_1/da against a reference gradient over the steps of ``mask``: the mean cosine and the
+    ratio of mean norms. grad_r, ref [..., 2]; mask [...] bool."""
+    return {"reward_term_cos_to_it": float(_cos(grad_r, ref)[mask].mean()),
+            "reward_term_norm_ratio": float(np.linalg.norm(grad_r, axis=-1)[mask].mean()
+                                            / max(np.linalg.norm(ref, axis=-1)[mask].mean(), 1e-12))}
+
+
 def dynamics_fit(jac: np.ndarray, p1: np.ndarray, p0: np.ndarray, pos: np.ndarray,
                  action: np.ndarray, goal: np.ndarray, grad_r: np.ndarray, sub: np.ndarray,
                  step_size: float) -> dict:
@@ -227,7 +235,6 @@ def dynamics_fit(jac: np.ndarray, p1: np.ndarray, p0: np.ndarray, pos: np.ndarra
     through = np.einsum("etij,eti->etj", jac, unit)  # d(1 - |p_1(a) - goal|)/da
     everywhere = np.ones(sub.shape, bool)
     same = inside_sub_episodes(sub)[:, 1:]
-    norms = np.linalg.norm(through, axis=-1)
     return {"position_abs_error": float(np.linalg.norm(p0 - pos, axis=-1).mean()),
             "next_position_abs_error": float(np.linalg.norm(p1[:, :-1] - pos[:, 1:], axis=-1)[same].mean()),
             "jacobian_diag_mean": float(np.diagonal(jac, axis1=-2, axis2=-1).mean()),
@@ -238,9 +245,7 @@ def dynamics_fit(jac: np.ndarray, p1: np.ndarray, p0: np.ndarray, pos: np.ndarra
             "step_gain": float(np.sum(model_step * true_step) / max(np.sum(true_step**2), 1e-12)),
             "step_cos": float(_cos(model_step, true_step).mean()),
             "dense_reward_through_model_step": gradient_figures(through, to_goal, everywhere),
-            "reward_term_cos_to_it": float(_cos(grad_r, through).mean()),
-            "reward_term_norm_ratio": float(np.linalg.norm(grad_r, axis=-1).mean()
-                                            / max(norms.mean(), 1e-12))}
+            **against(grad_r, through, everywhere)}
 
 
 def bayes_reference(pos: np.ndarray, action: np.ndarray, reward: np.ndarray, sub: np.ndarray,
@@ -293,9 +298,7 @@ def bayes_reference(pos: np.ndarray, action: np.ndarray, reward: np.ndarray, sub
         return {**gradient_figures(bayes, to_goal, m),
                 "arc_deg_mean": float(arc[m].mean()),
                 "pinned_fraction": float((arc[m] < 5.0).mean()),
-                "reward_term_cos_to_it": float(_cos(grad_r, bayes)[m].mean()),
-                "reward_term_norm_ratio": float(np.linalg.norm(grad_r, axis=-1)[m].mean()
-                                                / max(np.linalg.norm(bayes, axis=-1)[m].mean(), 1e-12))}
+                **against(grad_r, bayes, m)}
 
     out = block(np.ones(sub.shape, bool))
     out["inconsistent_fraction"] = float((count == 0).mean())  # should be 0
@@ -388,9 +391,10 @@ def main():
         grad, grad_r, r1 = one_step_return_terms(agent, train.params, post, mean,
                                                  jax.random.PRNGKey(1))
         # the decoder's reconstruction of the observed reward, back in the environment's units
-        decoded = dist.symexp(agent.wm.apply_head(train.params["wm"], "decoder", f)["reward"])
-        decoded = decoded + config_lib.obs_reward_shift(c.agent)
-        p0 = dist.symexp(agent.wm.apply_head(train.params["wm"], "decoder", f)["state"])
+        # and of the position (p0), from one decoder pass
+        dec = agent.wm.apply_head(train.params["wm"], "decoder", f)
+        decoded = dist.symexp(dec["reward"]) + config_lib.obs_reward_shift(c.agent)
+        p0 = dist.symexp(dec["state"])
         p1, jac, dec_r1, dec_grad = one_step_decoded(agent, train.params, post, mean,
                                                      jax.random.PRNGKey(1))
         return (grad, mean, mu, std, r1, grad_r, filtered, decoded, p0, p1,
