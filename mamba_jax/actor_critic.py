@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from mamba_jax import config as config_lib
 from mamba_jax import distributions as dist
 from mamba_jax import rssm as rssm_lib
 from mamba_jax.nets import MLP
@@ -82,7 +83,8 @@ class ActorCritic:
     @property
     def critic(self):
         c = self.config
-        return MLP(c.critic_layers, c.critic_units, out=c.twohot_bins, out_scale=0.0,
+        out = dist.head_outputs(config_lib.critic_head(c), c.twohot_bins)
+        return MLP(c.critic_layers, c.critic_units, out=out, out_scale=0.0,
                    dtype=compute_dtype(c))
 
     def init(self, key, feat_dim: int) -> dict:
@@ -116,8 +118,9 @@ class ActorCritic:
         return dist.normal_log_prob(params[0], params[1], action)
 
     def value(self, critic_params, feat: jax.Array) -> jax.Array:
-        """Critic mode symexp(E[bins]): [..., F] -> [...]."""
-        return dist.twohot_mean(self.critic.apply({'params': critic_params}, feat))
+        """Critic mode symexp(E[bins]) (symexp(out) with ``agent.critic_head='mse'``): [..., F] -> [...]."""
+        return dist.head_mean(config_lib.critic_head(self.config),
+                              self.critic.apply({'params': critic_params}, feat))
 
     # --------------------------------------------------------------- imagination
     def imagine(self, wm: WorldModel, wm_params, actor_params, start: rssm_lib.State,
@@ -215,5 +218,6 @@ class ActorCritic:
         f = sg(feats[:-1])
         logits = self.critic.apply({'params': critic_params}, f)
         slow = sg(self.value(slow_critic_params, f))
-        nll = -dist.twohot_log_prob(logits, sg(returns)) - dist.twohot_log_prob(logits, slow)
+        kind = config_lib.critic_head(self.config)
+        nll = dist.head_nll(kind, logits, sg(returns)) + dist.head_nll(kind, logits, slow)
         return jnp.mean(sg(weights) * nll)

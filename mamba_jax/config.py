@@ -59,6 +59,10 @@ def _official() -> ml_collections.ConfigDict:
     # the head's two-hot target sits where the unshifted task's does (the critic's returns do not
     # move)
     c.reward_head_shift = 0.0
+    # diagnostics, 'twohot' in MAMBA and DreamerV3: 'mse' makes the reward head / the critic (and
+    # its slow copy) one output regressing symlog of the target by squared error
+    c.reward_head = 'twohot'
+    c.critic_head = 'twohot'
     c.dec_mlp_layers = 2
     c.dec_mlp_units = 512
     # heads
@@ -160,7 +164,7 @@ class FieldError(ValueError):
 
 # Agent fields added after run folders were first saved, with the value an older config means.
 ADDED_LATER = {'scan_remat': 'none', 'start_context': 0, 'obs_reward_shift': 0.0,
-               'reward_head_shift': 0.0}
+               'reward_head_shift': 0.0, 'reward_head': 'twohot', 'critic_head': 'twohot'}
 
 
 def scan_remat(c) -> str:
@@ -181,6 +185,16 @@ def obs_reward_shift(c) -> float:
 def reward_head_shift(c) -> float:
     """``c.reward_head_shift``; 0 for configs saved before the field existed (older run folders)."""
     return c.get('reward_head_shift', ADDED_LATER['reward_head_shift'])
+
+
+def reward_head(c) -> str:
+    """``c.reward_head``; 'twohot' for configs saved before the field existed (older run folders)."""
+    return c.get('reward_head', ADDED_LATER['reward_head'])
+
+
+def critic_head(c) -> str:
+    """``c.critic_head``; 'twohot' for configs saved before the field existed (older run folders)."""
+    return c.get('critic_head', ADDED_LATER['critic_head'])
 
 
 def validate(c: ml_collections.ConfigDict) -> None:
@@ -207,4 +221,6 @@ def validate(c: ml_collections.ConfigDict) -> None:
                          ('reward_head_shift', reward_head_shift(c))):
         check(isinstance(shift, (int, float)) and not isinstance(shift, bool)
               and math.isfinite(shift), field, 'must be a finite number')
+    for field, kind in (('reward_head', reward_head(c)), ('critic_head', critic_head(c))):
+        check(kind in ('twohot', 'mse'), field, "must be 'twohot' or 'mse'")
     check(c.imag_horizon >= 2, 'imag_horizon', 'must be >= 2 (one lambda-return target)')

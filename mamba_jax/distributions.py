@@ -4,6 +4,8 @@
 * One-hot categorical with 1% unimix and straight-through samples (RSSM latents, discrete actor).
 * Bounded normal actor: mean tanh(mu), std (max-min) sigmoid(s + 2) + min.
 * KL between (unimixed) categoricals.
+* Scalar heads of either kind (``HEAD_KINDS``): 'twohot' (the above) or 'mse' (one output
+  regressing symlog y by squared error; a diagnostic, not MAMBA's or DreamerV3's choice).
 """
 from __future__ import annotations
 
@@ -65,6 +67,33 @@ def twohot_mean(logits: jax.Array, centres: jax.Array | None = None) -> jax.Arra
     centres = bins(logits.shape[-1]) if centres is None else centres
     probs = jax.nn.softmax(logits.astype(jnp.float32), -1)
     return symexp(jnp.sum(probs * centres, -1))
+
+
+HEAD_KINDS = ('twohot', 'mse')
+
+
+def head_outputs(kind: str, num_bins: int = NUM_BINS) -> int:
+    """Output units of a scalar head of ``kind``: ``num_bins`` for 'twohot', 1 for 'mse'."""
+    if kind not in HEAD_KINDS:
+        raise ValueError(f'head kind must be one of {HEAD_KINDS}, got {kind!r}')
+    return num_bins if kind == 'twohot' else 1
+
+
+def head_mean(kind: str, out: jax.Array) -> jax.Array:
+    """A scalar head's prediction: ``twohot_mean`` of [..., K] logits ('twohot') or symexp of the
+    one output [..., 1] ('mse'). [..., K] -> [...]."""
+    if kind == 'twohot':
+        return twohot_mean(out)
+    return symexp(out[..., 0].astype(jnp.float32))
+
+
+def head_nll(kind: str, out: jax.Array, target: jax.Array) -> jax.Array:
+    """A scalar head's loss at ``target``: -``twohot_log_prob`` ('twohot') or
+    (out - symlog(target))^2 ('mse', DreamerV3's symlog squared error).  [..., K], [...] -> [...]."""
+    if kind == 'twohot':
+        return -twohot_log_prob(out, target)
+    chex.assert_equal_shape_prefix([out, target], target.ndim)
+    return (out[..., 0].astype(jnp.float32) - symlog(target))**2
 
 
 # ----------------------------------------------------------------------------- categorical

@@ -94,8 +94,8 @@ class WorldModel:
 
     def _reward(self):
         c = self.config
-        return MLP(c.reward_layers, c.reward_units, out=c.twohot_bins, out_scale=0.0,
-                   dtype=self.dtype)
+        out = dist.head_outputs(config_lib.reward_head(c), c.twohot_bins)
+        return MLP(c.reward_layers, c.reward_units, out=out, out_scale=0.0, dtype=self.dtype)
 
     def _cont(self):
         c = self.config
@@ -170,15 +170,16 @@ class WorldModel:
                                  sample)
 
     def reward(self, params, feat: jax.Array) -> jax.Array:
-        """Reward prediction symexp(E[bins]) (+ ``agent.reward_head_shift``): [..., F] -> [...]."""
+        """Reward prediction symexp(E[bins]) (or symexp(out) with ``agent.reward_head='mse'``;
+        + ``agent.reward_head_shift``): [..., F] -> [...]."""
         return self.reward_from_logits(self.apply_head(params, 'reward', feat))
 
     def reward_from_logits(self, logits: jax.Array) -> jax.Array:
-        """The reward head's prediction from its logits [..., bins] -> [...]: the two-hot mean
-        plus ``agent.reward_head_shift`` (a diagnostic, 0 by default; the head is trained on the
-        reward less it)."""
+        """The reward head's prediction from its outputs [..., bins] (or [..., 1]) -> [...]: the
+        two-hot mean (``dist.head_mean``) plus ``agent.reward_head_shift`` (a diagnostic, 0 by
+        default; the head is trained on the reward less it)."""
         shift = config_lib.reward_head_shift(self.config)
-        mean = dist.twohot_mean(logits)
+        mean = dist.head_mean(config_lib.reward_head(self.config), logits)
         return mean + shift if shift else mean
 
     def cont_prob(self, params, feat: jax.Array) -> jax.Array:
@@ -304,7 +305,8 @@ class WorldModel:
         logits = self.apply_head(params, prefix + 'reward', x)
         shift = config_lib.reward_head_shift(self.config)
         target = tg['reward'] - shift if shift else tg['reward']
-        out[f'{prefix}reward'] = mean(-dist.twohot_log_prob(logits, target))
+        out[f'{prefix}reward'] = mean(dist.head_nll(config_lib.reward_head(self.config), logits,
+                                                    target))
         logit = self.apply_head(params, prefix + 'cont', x)[..., 0]
         y = tg['cont']
         logp = -jax.nn.softplus(-logit) * y - jax.nn.softplus(logit) * (1.0 - y)

@@ -11,6 +11,7 @@ import pytest
 from mamba_jax import actor_critic as ac_lib
 from mamba_jax import rssm as rssm_lib
 from mamba_jax.config import agent_config
+from mamba_jax.nets import symexp, symlog
 from mamba_jax.world_model import WorldModel
 
 # tests compile many small programs: XLA's backend optimisation level 0 halves compile time
@@ -128,3 +129,23 @@ def test_precomputed_start_projection_is_equivalent(setup):
     l2, a2 = loss(*args, proj)
     np.testing.assert_allclose(l1, l2, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(a1['returns'], a2['returns'], rtol=1e-5, atol=1e-6)
+
+
+def test_mse_critic_regresses_symlog_returns_and_the_slow_critic():
+    """agent.critic_head='mse': the critic (and its slow copy) has one output, its value is
+    symexp(out), and its loss is mean w [(out - symlog R)^2 + (out - symlog slow value)^2]."""
+    cfg = ml_collections.FrozenConfigDict(agent_config('tiny', critic_head='mse'))
+    ac = ac_lib.ActorCritic(cfg, action_dim=2, discrete=False)
+    params = tjit(ac.init, static_argnums=1)(jax.random.key(1), 8)
+    assert params['critic']['out']['kernel'].shape[-1] == 1
+    params = jax.tree.map(lambda x: x + 0.1 * jax.random.normal(jax.random.key(2), x.shape), params)
+    ks = jax.random.split(jax.random.key(3), 3)
+    feats = jax.random.normal(ks[0], (4, 5, 8))
+    returns = 3.0 * jax.random.normal(ks[1], (3, 5))
+    weights = jax.random.uniform(ks[2], (3, 5))
+    out = ac.critic.apply({'params': params['critic']}, feats[:-1])[..., 0]
+    slow = ac.critic.apply({'params': params['slow_critic']}, feats[:-1])[..., 0]
+    np.testing.assert_allclose(ac.value(params['critic'], feats[:-1]), symexp(out), rtol=1e-5)
+    expect = jnp.mean(weights * ((out - symlog(returns))**2 + (out - slow)**2))
+    loss = tjit(ac.critic_loss)(params['critic'], params['slow_critic'], feats, returns, weights)
+    np.testing.assert_allclose(loss, expect, rtol=1e-5)

@@ -113,12 +113,15 @@ def test_configs_saved_before_scan_remat_and_horizon_buckets_still_validate():
     del c.agent["start_context"]
     del c.agent["obs_reward_shift"]
     del c.agent["reward_head_shift"]
+    del c.agent["reward_head"]
+    del c.agent["critic_head"]
     del c["wm_horizon_bucket"]
     trainer.validate_config(c)
     assert config_lib.scan_remat(c.agent) == "none" and trainer.wm_horizon_bucket(c) == 0
     assert config_lib.start_context(c.agent) == 0
     assert config_lib.obs_reward_shift(c.agent) == 0.0
     assert config_lib.reward_head_shift(c.agent) == 0.0
+    assert config_lib.reward_head(c.agent) == config_lib.critic_head(c.agent) == "twohot"
     setup = trainer.make_setup(c)
     assert trainer.update_length(setup, 51) == setup.length
 

@@ -143,3 +143,21 @@ def test_normal_sample_moments_and_reparameterised_gradient():
     gm, gs = jax.grad(lambda a, b: dist.normal_sample(key, a, b).sum(), (0, 1))(m, s)
     np.testing.assert_allclose(gm, [1.0])
     np.testing.assert_allclose(gs, eps, rtol=1e-6)
+
+
+def test_scalar_heads_of_both_kinds():
+    """'twohot' heads are the two-hot functions; an 'mse' head has one output, predicts symexp of
+    it and is scored by (out - symlog y)^2; an unknown kind is refused by name."""
+    assert dist.head_outputs('twohot') == dist.NUM_BINS and dist.head_outputs('mse') == 1
+    with pytest.raises(ValueError, match="'gauss'"):
+        dist.head_outputs('gauss')
+    logits = jax.random.normal(jax.random.key(0), (4, dist.NUM_BINS))
+    y = jnp.array([-3.0, 0.0, 0.5, 40.0])
+    np.testing.assert_allclose(dist.head_mean('twohot', logits), dist.twohot_mean(logits))
+    np.testing.assert_allclose(dist.head_nll('twohot', logits, y), -dist.twohot_log_prob(logits, y))
+    out = symlog(y)[:, None]
+    np.testing.assert_allclose(dist.head_mean('mse', out), y, rtol=1e-5)
+    np.testing.assert_allclose(dist.head_nll('mse', out, y), 0.0, atol=1e-10)
+    np.testing.assert_allclose(dist.head_nll('mse', out + 0.5, y), 0.25, rtol=1e-5)
+    g = jax.grad(lambda o: jnp.sum(dist.head_nll('mse', o, y)))(out + 0.5)
+    np.testing.assert_allclose(g, 1.0, rtol=1e-5)  # d/do (o - t)^2 = 2 (o - t)

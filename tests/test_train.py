@@ -596,12 +596,16 @@ def test_checkpoint_fingerprints_name_nested_fields_and_accept_older_runs():
     oldest = dict(older, agent=now["agent"])  # written before scan_remat existed
     assert checkpointing._diff_fingerprints(oldest, now) == []
     # written before an agent field existed: reads as its old meaning (start_context 0: the
-    # training posteriors; obs_reward_shift and reward_head_shift 0: no shift); a new value differs
+    # training posteriors; obs_reward_shift and reward_head_shift 0: no shift; reward_head and
+    # critic_head 'twohot'); a new value differs
     for field, value, expect in (("start_context", 64, "agent.start_context: checkpoint=0 now=64"),
                                  ("obs_reward_shift", 9.0,
                                   "agent.obs_reward_shift: checkpoint=0.0 now=9.0"),
                                  ("reward_head_shift", 9.0,
-                                  "agent.reward_head_shift: checkpoint=0.0 now=9.0")):
+                                  "agent.reward_head_shift: checkpoint=0.0 now=9.0"),
+                                 ("reward_head", "mse", "agent.reward_head: checkpoint='twohot' now='mse'"),
+                                 ("critic_head", "mse",
+                                  "agent.critic_head: checkpoint='twohot' now='mse'")):
         before = dict(now, agent={k: v for k, v in now["agent"].items() if k != field})
         assert checkpointing._diff_fingerprints(before, now) == []
         old = c.agent[field]

@@ -11,6 +11,7 @@ import pytest
 from mamba_jax import rssm as rssm_lib
 from mamba_jax import world_model as wm_lib
 from mamba_jax.config import agent_config
+from mamba_jax.nets import symexp, symlog
 
 # tests compile many small programs: XLA's backend optimisation level 0 halves compile time
 tjit = functools.partial(jax.jit, compiler_options={'xla_backend_optimization_level': 0})
@@ -250,3 +251,32 @@ def test_chunk_posteriors_hold_no_history_from_before_a_restart(tiny_wm):
             np.testing.assert_array_equal(a[k][i, s:], b[k][i, s:])
         assert not np.allclose(fa['deter'][i, s:], fb['deter'][i, s:])
     assert a['deter'].shape == (2, 12, 32) and a['stoch'].shape == fa['stoch'].shape
+
+
+def test_mse_reward_head_regresses_symlog_reward():
+    """agent.reward_head='mse': one output, the loss is mean (out - symlog r)^2 over the batch and
+    the prediction symexp(out); the decoder and dynamics losses are the two-hot model's."""
+    cfg = ml_collections.FrozenConfigDict(agent_config('tiny', reward_head='mse'))
+    wm = wm_lib.WorldModel(cfg, obs_dim=3, action_dim=2)
+    params = tjit(wm.init)(jax.random.key(0))
+    assert params['reward']['out']['kernel'].shape[-1] == 1
+    params = dict(params, reward=dict(params['reward'], out=jax.tree.map(
+        lambda x: x + 0.3 * jax.random.normal(jax.random.key(5), x.shape), params['reward']['out'])))
+    batch = _batch(jax.random.key(1))
+    _, (post, m) = tjit(wm.loss)(params, batch, jax.random.key(2), jnp.int32(12))
+    f = rssm_lib.feat(post)
+    out = wm.apply_head(params, 'reward', f)[..., 0]
+    # the loss's positions: hidden_states_subsample draws per sequence (as in WorldModel.loss)
+    idx = jax.random.randint(jax.random.split(jax.random.key(2))[1],
+                             (2, cfg.hidden_states_subsample), 0, 12)
+    sq = jnp.take_along_axis((out - symlog(batch['reward']))**2, idx, 1)
+    np.testing.assert_allclose(m['wm/reward'], jnp.mean(sq), rtol=1e-5)
+    np.testing.assert_allclose(wm.reward(params, f), symexp(out), rtol=1e-5)
+    twohot = wm_lib.WorldModel(ml_collections.FrozenConfigDict(agent_config('tiny')), 3, 2)
+    base = tjit(twohot.init)(jax.random.key(0))
+    heads = {k: base[k] for k in ('reward', 'multi_reward') if k in base}
+    _, (_, m2) = tjit(twohot.loss)(dict(params, **heads), batch, jax.random.key(2), jnp.int32(12))
+    for k in ('wm/decoder_state', 'wm/kl_dyn', 'wm/cont'):
+        np.testing.assert_allclose(m[k], m2[k], rtol=1e-5)
+    with pytest.raises(ValueError, match="reward_head: must be 'twohot' or 'mse', got 'l1'"):
+        agent_config('tiny', reward_head='l1')
