@@ -1,7 +1,7 @@
 """How many updates does the critic need to carry a reward back along a trajectory?
 
     python -m experiments.probe_critic [--horizons=2,10] [--steps=20000] [--distance=90] \
-        [--out=results/inspect/critic_probe.json]
+        [--head=twohot|mse] [--out=results/inspect/critic_probe.json]
 
 The critic in isolation, with everything else perfect: a chain of ``length`` states visited in
 order (state t -> t + 1, the last one absorbing), reward 1 on entering a state at ``distance`` or
@@ -17,6 +17,8 @@ The true value of state t is ``0.997^(max(distance - t, 1) - 1) / (1 - 0.997)``:
 goal, ~255 at the start for distance 90. Reported per checkpoint: the critic's value at the start
 state, one step before the goal and at the goal, and the mean over states of value / true value.
 Point Robot uses I = 2 (a one-step TD target); Wind and Escape Room use I = 10.
+``--head=mse`` swaps in the diagnostic squared-error critic (``agent.critic_head='mse'``: one
+output regressing symlog of the target) with everything else unchanged.
 """
 from __future__ import annotations
 
@@ -45,10 +47,11 @@ def true_values(length: int, distance: int, discount: float) -> np.ndarray:
 
 
 def probe(horizon: int, steps: int, checkpoints, length: int, distance: int, seed: int = 0,
-          lr: float | None = None):
-    """Trains a fresh critic with imagination horizon ``horizon`` (Adam lr ``lr``, default the
-    official 3e-5); returns (one row per checkpoint, the true values [length])."""
-    cfg = agent_config("official", imag_horizon=horizon,
+          lr: float | None = None, head: str = "twohot"):
+    """Trains a fresh critic of kind ``head`` ('twohot' or 'mse') with imagination horizon
+    ``horizon`` (Adam lr ``lr``, default the official 3e-5); returns (one row per checkpoint, the
+    true values [length])."""
+    cfg = agent_config("official", imag_horizon=horizon, critic_head=head,
                        **({} if lr is None else {"critic_lr": lr}))
     ac = ac_lib.ActorCritic(config=cfg, action_dim=1, discrete=False)
     discount, lam = float(cfg.discount), float(cfg.discount_lambda)
@@ -94,6 +97,8 @@ def main():
     p.add_argument("--steps", type=int, default=20000)
     p.add_argument("--length", type=int, default=100)
     p.add_argument("--distance", type=int, default=90)
+    p.add_argument("--head", default="twohot", choices=("twohot", "mse"),
+                   help="critic kind (agent.critic_head)")
     p.add_argument("--out", default="results/inspect/critic_probe.json")
     args = p.parse_args()
     if not 1 <= args.distance < args.length:
@@ -102,11 +107,13 @@ def main():
                    if c <= args.steps}
     t0 = time.time()
     result = {"steps": args.steps, "length": args.length, "distance": args.distance,
+              "head": args.head,
               "machine": bench_common.machine_info(), "horizons": {},
               "note": "critic alone on a chain with true rewards and dynamics; official critic "
                       "settings; tabular random features"}
     for h in (int(x) for x in args.horizons.split(",")):
-        rows, truth = probe(h, args.steps, checkpoints, args.length, args.distance)
+        rows, truth = probe(h, args.steps, checkpoints, args.length, args.distance,
+                            head=args.head)
         result["true_value"] = {"start": float(truth[0]), "before_goal": float(truth[args.distance - 1]),
                                 "goal": float(truth[-1])}
         result["horizons"][str(h)] = rows

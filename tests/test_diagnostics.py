@@ -61,9 +61,11 @@ def test_twohot_offset_probe_batches_and_learns_the_variation():
     assert abs(rows[-1]["pred_mean"]) < 0.2
 
 
-def test_critic_probe_true_values_and_learning():
+@pytest.mark.parametrize("head", ["twohot", "mse"])
+def test_critic_probe_true_values_and_learning(head):
     """The chain's closed-form values equal the discounted sum of its rewards, and the critic
-    (this codebase's update) moves towards them; with a large learning rate, within 300 updates."""
+    (this codebase's update, either head kind) moves towards them; with a large learning rate,
+    within 300 updates."""
     from experiments import probe_critic
 
     length, distance, gamma = 12, 6, 0.9
@@ -72,7 +74,7 @@ def test_critic_probe_true_values_and_learning():
         states = np.minimum(t + 1 + np.arange(2000), length - 1)
         brute = np.sum(gamma ** np.arange(2000) * (states >= distance))
         np.testing.assert_allclose(truth[t], brute, rtol=1e-6)
-    rows, _ = probe_critic.probe(2, 300, {10, 300}, length, distance, lr=3e-3)
+    rows, _ = probe_critic.probe(2, 300, {10, 300}, length, distance, lr=3e-3, head=head)
     assert [r["update"] for r in rows] == [10, 300]
     assert all(np.isfinite(v) for r in rows for v in r.values())
     assert rows[-1]["mean_fraction_of_true_value"] > 2 * rows[0]["mean_fraction_of_true_value"]
